@@ -1,0 +1,135 @@
+"""Architectures (exact sizes, shapes, memory formats) and MAC/FLOP counting."""
+
+import pytest
+import torch
+from torch import nn
+
+from fggp.models import MODELS, build_model, flops, layer_macs
+
+# Exact counts (all parameters incl. BN affine and linear bias, 10 classes).
+PARAMS = {"vgg19": 20_035_018, "resnet50": 23_520_842, "resnet20": 272_474, "tiny": 24_346}
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.fixture(scope="module")
+def vgg():
+    return build_model("vgg19")
+
+
+def test_registry_names():
+    assert sorted(MODELS) == ["resnet20", "resnet50", "tiny", "vgg19"]
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_exact_param_count(name):
+    assert n_params(build_model(name)) == PARAMS[name]
+
+
+def test_param_counts_match_literature():
+    assert round(PARAMS["vgg19"] / 1e6, 2) == 20.04
+    assert round(PARAMS["resnet50"] / 1e6, 2) == 23.52
+    assert round(PARAMS["resnet20"] / 1e6, 2) == 0.27
+    assert 20_000 <= PARAMS["tiny"] <= 60_000
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+@pytest.mark.parametrize("num_classes", [10, 100])
+def test_output_shape(name, num_classes):
+    model = build_model(name, num_classes=num_classes).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, num_classes)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", ["resnet20", "tiny"])
+def test_channels_last_matches_contiguous(name):
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+        out = model.to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_autocast_forward():
+    model = build_model("tiny").to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 32, 32).to(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    assert out.dtype == torch.bfloat16 and out.shape == (2, 10)
+    out.float().sum().backward()
+    assert model.classifier.weight.grad is not None
+
+
+def test_convs_use_kaiming_fan_out_init():
+    torch.manual_seed(0)
+    w = build_model("vgg19").features[-3].weight  # last 512->512 conv
+    expected_std = (2.0 / (512 * 9)) ** 0.5
+    assert w.std().item() == pytest.approx(expected_std, rel=0.02)
+
+
+def test_unknown_arch_message():
+    with pytest.raises(ValueError) as exc:
+        build_model("foo")
+    assert str(exc.value) == "arch: 'foo' is not one of resnet20, resnet50, tiny, vgg19"
+
+
+def test_layer_macs_toy_model():
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, bias=False),  # 32x32 out
+        nn.Conv2d(4, 8, 3, stride=2, padding=1, groups=2),  # 16x16 out
+        nn.Flatten(),
+        nn.Linear(8 * 16 * 16, 10),
+    )
+    assert layer_macs(model) == {
+        "0.weight": 32 * 32 * 4 * 3 * 3 * 3,
+        "1.weight": 16 * 16 * 8 * (4 // 2) * 3 * 3,
+        "3.weight": 2048 * 10,
+    }
+    assert flops(model) == 2 * (110_592 + 36_864 + 20_480)
+
+
+def test_layer_macs_restores_modes():
+    model = build_model("tiny").train()
+    model.features[1].eval()  # a mixed state must survive too
+    layer_macs(model)
+    assert model.training and not model.features[1].training and model.features[0].training
+    model.eval()
+    layer_macs(model)
+    assert not any(m.training for m in model.modules())
+
+
+def test_layer_macs_keys_are_conv_linear_weight_names(vgg):
+    expected = {f"{name}.weight" for name, m in vgg.named_modules()
+                if isinstance(m, (nn.Conv2d, nn.Linear))}
+    assert len(expected) == 17
+    assert set(layer_macs(vgg)) == expected
+    assert expected <= dict(vgg.named_parameters()).keys()
+
+
+def test_vgg19_dense_macs(vgg):
+    # 32x32: (3+64)*64*9*1024; 16x16: (64+128)*128*9*256; 8x8: (128+3*256)*256*9*64;
+    # 4x4: (256+3*512)*512*9*16; 2x2: 4*512*512*9*4; linear 512*10.
+    by_hand = (67 * 64 * 9 * 1024 + 192 * 128 * 9 * 256 + 896 * 256 * 9 * 64
+               + 1792 * 512 * 9 * 16 + 4 * 512 * 512 * 9 * 4 + 5120)
+    assert by_hand == 398_136_320
+    assert sum(layer_macs(vgg).values()) == by_hand
+    assert flops(vgg) == 2 * by_hand
+
+
+def test_resnet20_dense_macs():
+    assert sum(layer_macs(build_model("resnet20")).values()) == 40_813_184
+
+
+def test_flops_scales_with_density(vgg):
+    macs = layer_macs(vgg)
+    dense = flops(vgg)
+    assert flops(vgg, {name: 0.5 for name in macs}) == dense // 2
+    assert flops(vgg, {name: None for name in macs}) == dense
+    assert flops(vgg, {"classifier.weight": 0.0}) == dense - 2 * macs["classifier.weight"]
+    assert flops(vgg, {name: 0.0 for name in macs}) == 0
