@@ -211,3 +211,13 @@ def test_test_loader_is_ordered_unaugmented_and_normalized():
     assert x[n, c, i, j].item() == pytest.approx(by_hand, abs=1e-5)
     again = torch.cat([x for x, _ in loader.iter_epoch(8)])
     assert torch.equal(x, again)
+
+
+def test_augment_off_shuffles_in_the_same_order_without_cropping():
+    split = _split()
+    on = _batches(DeviceLoader(split, 16, train=True, mean=MEAN, std=STD, seed=2), 1)
+    off_loader = DeviceLoader(split, 16, train=True, mean=MEAN, std=STD, seed=2, augment=False)
+    off = _batches(off_loader, 1)
+    for (_, y_on), (x_off, y_off) in zip(on, off, strict=True):
+        assert torch.equal(y_on, y_off)
+        assert torch.equal(x_off, off_loader.normalize(split.images[y_off]))

@@ -50,6 +50,7 @@ class Dataset:
     num_classes: int
     mean: tuple[float, float, float]  # per channel, in 0..1 units
     std: tuple[float, float, float]
+    augment: bool = True  # whether crop+flip suit the data (a mirrored digit is another glyph)
 
 
 def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -142,7 +143,7 @@ def _digits(data_dir=None, download: bool = True) -> Dataset:
     train = Split(images[idx_train], labels[idx_train])
     test = Split(images[idx_test], labels[idx_test])
     mean, std = _channel_stats(train.images)
-    return Dataset("digits", train, test, 10, mean, std)
+    return Dataset("digits", train, test, 10, mean, std, augment=False)
 
 
 # ---- synthetic -----------------------------------------------------------------------------------

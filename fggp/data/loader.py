@@ -54,17 +54,21 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 class DeviceLoader:
-    """Batches of ``(x float32 normalized [B, 3, H, W], y int64 [B])`` from a split held on ``device``."""
+    """Batches of ``(x float32 normalized [B, 3, H, W], y int64 [B])`` from a split held on ``device``.
+
+    ``train=True`` shuffles (and, with ``augment``, crops and flips); the draws are made even when
+    ``augment`` is off, so the data order does not depend on it.
+    """
 
     def __init__(self, split: Split, batch_size: int, *, train: bool, mean: Sequence[float], std: Sequence[float],
                  device: torch.device | str = "cpu", seed: int = 0, drop_last: bool = False,
-                 channels_last: bool = True) -> None:
+                 channels_last: bool = True, augment: bool = True) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size: {batch_size} is not >= 1")
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
         self.batch_size, self.train, self.seed = batch_size, train, seed
-        self.drop_last, self.channels_last = drop_last, channels_last
+        self.drop_last, self.channels_last, self.augment = drop_last, channels_last, augment
         self.device = self.images.device
         self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1) * 255
@@ -94,7 +98,9 @@ class DeviceLoader:
             s = slice(i * bs, (i + 1) * bs)
             if self.train:
                 idx = order[s]
-                x = apply_augmentation(self.images[idx], dy[s], dx[s], flip[s])
+                x = self.images[idx]
+                if self.augment:
+                    x = apply_augmentation(x, dy[s], dx[s], flip[s])
                 yield self.normalize(x), self.labels[idx]
             else:
                 yield self.normalize(self.images[s]), self.labels[s]

@@ -1,0 +1,82 @@
+"""Atomic files and checkpoints that survive a kill at any instant.
+
+Every file is written to a temporary name in the same directory and renamed over the old one, so a
+reader sees the old file or the new one, never half of one. The previous checkpoint is kept as
+``checkpoint.prev.pt`` until the new one is in place, so a damaged latest one can fall back to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+CHECKPOINT = "checkpoint.pt"
+PREVIOUS = "checkpoint.prev.pt"
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(file_object)`` on a temp file beside ``path``, fsync it, then rename it over ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data) -> None:
+    atomic_write(path, lambda f: f.write((json.dumps(data, indent=2, sort_keys=True) + "\n").encode()))
+
+
+def write_jsonl(path: Path, rows) -> None:
+    atomic_write(path, lambda f: f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()))
+
+
+def save_checkpoint(run_dir: Path, state: dict) -> None:
+    run_dir = Path(run_dir)
+    latest = run_dir / CHECKPOINT
+    if latest.exists():
+        os.replace(latest, run_dir / PREVIOUS)
+    atomic_write(latest, lambda f: torch.save(state, f))
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def _read(path: Path) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated zip, a bad pickle, ...: all mean "this file is damaged"
+        raise CheckpointError(f"{path} is damaged ({type(err).__name__})") from None
+    if not isinstance(state, dict) or "epoch" not in state:
+        raise CheckpointError(f"{path} is not an fggp checkpoint")
+    return state
+
+
+def load_checkpoint(run_dir: Path, log=print) -> dict | None:
+    """The newest readable checkpoint of a run, or None; says which one it took and why."""
+    run_dir = Path(run_dir)
+    for name in (CHECKPOINT, PREVIOUS):
+        path = run_dir / name
+        if not path.exists():
+            continue
+        try:
+            state = _read(path)
+        except CheckpointError as err:
+            log(f"checkpoint: {err}; trying an older one")
+            continue
+        log(f"checkpoint: resuming from {path.name} (epoch {state['epoch']} done)")
+        return state
+    if (run_dir / CHECKPOINT).exists() or (run_dir / PREVIOUS).exists():
+        log("checkpoint: no readable checkpoint left; starting afresh")
+    return None

@@ -1,0 +1,161 @@
+"""RunConfig: one run = arch x recipe x target sparsity x initial sparsity x seed, plus the recipe.
+
+Defaults are the GraNet/FGGP CIFAR-10 recipe (REFERENCE.md). Every field is checked here, before any
+data is loaded, and a bad one is a one-line ValueError that names it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+
+from ..data import DATASETS
+from ..models import MODELS
+from ..pruning import RECIPES, get_recipe
+from ..pruning.validate import at_least, in_range, one_of
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    arch: str = "vgg19"
+    dataset: str = "cifar10"
+    recipe: str = "fggp"
+    target_sparsity: float = 0.9
+    initial_sparsity: float = 0.0
+    rate: float | None = None  # None: the recipe's own rate
+    grad_window: int | None = None  # None: the recipe's own
+    epochs: int = 160
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    lr_milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the epochs: 80 and 120 of 160
+    lr_gamma: float = 0.1
+    prune_start_epoch: int = 0
+    prune_end_epoch: int = 80
+    prune_every: int = 1000  # optimizer steps
+    seed: int = 18
+    device: str = "auto"
+    data_dir: str = "data"
+    deterministic: bool = False
+    augment: bool | None = None  # None: the dataset's default (off for digits)
+    compile: bool = False
+    progress: bool = True
+    extra: dict = field(default_factory=dict)  # free-form labels; part of the run's identity
+
+    def __post_init__(self):
+        one_of("arch", self.arch, MODELS)
+        one_of("dataset", self.dataset, DATASETS)
+        one_of("recipe", self.recipe, RECIPES)
+        in_range("target_sparsity", self.target_sparsity, 0, 1, high_open=True)
+        in_range("initial_sparsity", self.initial_sparsity, 0, 1, high_open=True)
+        if self.recipe == "dense":  # the dense baseline is one run whatever sparsity a grid asks for
+            object.__setattr__(self, "target_sparsity", 0.0)
+            object.__setattr__(self, "initial_sparsity", 0.0)
+        if self.target_sparsity < self.initial_sparsity:
+            raise ValueError(
+                f"target_sparsity: {self.target_sparsity} is below initial_sparsity {self.initial_sparsity}"
+            )
+        for name in ("epochs", "batch_size", "prune_every"):
+            _integer(name, getattr(self, name), 1)
+        for name in ("prune_start_epoch", "prune_end_epoch", "seed"):
+            _integer(name, getattr(self, name), 0)
+        if self.prune_end_epoch > self.epochs:
+            raise ValueError(
+                f"prune_end_epoch: {self.prune_end_epoch} is after training ends (epochs={self.epochs}); "
+                f"it must be <= epochs"
+            )
+        if self.prune_start_epoch > self.prune_end_epoch:
+            raise ValueError(
+                f"prune_start_epoch: {self.prune_start_epoch} is after prune_end_epoch {self.prune_end_epoch}"
+            )
+        in_range("lr", self.lr, 0, float("inf"), low_open=True)
+        in_range("momentum", self.momentum, 0, 1, high_open=True)
+        at_least("weight_decay", self.weight_decay, 0)
+        in_range("lr_gamma", self.lr_gamma, 0, 1, low_open=True)
+        object.__setattr__(self, "lr_milestones", tuple(self.lr_milestones))
+        for m in self.lr_milestones:
+            in_range("lr_milestones", m, 0, 1)
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"device: {self.device!r} is not one of auto, cpu, cuda, cuda:N")
+        self.pruning_recipe()  # rate / grad_window are checked by the recipe
+
+    def pruning_recipe(self):
+        overrides = {k: v for k, v in (("rate", self.rate), ("grad_window", self.grad_window)) if v is not None}
+        return get_recipe(self.recipe, **overrides)
+
+    def to_dict(self) -> dict:
+        """Plain JSON types (tuples as lists), equal to what config.json holds."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def identity(self) -> dict:
+        """The fields that decide the result (not where data lives or whether a bar is drawn)."""
+        d = self.to_dict()
+        for key in ("data_dir", "progress"):
+            d.pop(key)
+        return d
+
+    @property
+    def run_id(self) -> str:
+        digest = hashlib.sha1(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:10]
+        return (f"{self.arch}-{self.dataset}-{self.recipe}-s{self.target_sparsity:g}-i{self.initial_sparsity:g}"
+                f"-seed{self.seed}-{digest}")
+
+    @classmethod
+    def from_strings(cls, pairs: list[str], **base) -> "RunConfig":
+        """Build from CLI ``key=value`` pairs, each value parsed as the field's type."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        values = dict(base)
+        for pair in pairs:
+            key, sep, raw = pair.partition("=")
+            if not sep:
+                raise ValueError(f"argument: {pair!r} is not of the form key=value")
+            if key not in fields:
+                raise ValueError(f"{key}: unknown field; fields are {', '.join(fields)}")
+            values[key] = parse_value(key, raw, hints[key])
+        return cls(**values)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"{unknown[0]}: unknown field; fields are {', '.join(sorted(names))}")
+        return cls(**{k: tuple(v) if k == "lr_milestones" else v for k, v in d.items()})
+
+
+def _integer(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name}: {value!r} must be an integer >= {low}")
+
+
+def parse_value(key: str, raw: str, hint):
+    """'0.9' -> 0.9 for a float field, 'none' -> None where allowed, 'true' -> True, '0.5,0.75' -> tuple."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if raw.lower() in ("none", "null") and type(None) in options:
+            return None
+        hint = next(a for a in options if a is not type(None))
+    kind = typing.get_origin(hint) or hint
+    try:
+        if kind is bool:
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return raw.lower() in ("true", "1", "yes")
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        if kind is tuple:
+            return tuple(float(x) for x in raw.split(",") if x.strip())
+        if kind is dict:
+            return json.loads(raw)
+        return raw
+    except ValueError:
+        raise ValueError(f"{key}: {raw!r} is not a valid {getattr(kind, '__name__', kind)}") from None

@@ -1,0 +1,266 @@
+"""One training run with gradual pruning, written to its own directory and resumable to the bit.
+
+The run directory (``<out>/<run_id>``) holds ``config.json``, ``metrics.jsonl`` (one line per epoch),
+``result.json`` and ``checkpoint.pt``. The checkpoint, written at every epoch end, is the source of
+truth: metrics are rewritten from it, so a kill at any instant leaves nothing duplicated or lost.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from contextlib import nullcontext
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..data import DeviceLoader, load_dataset
+from ..models import build_model, flops
+from ..pruning import Pruner
+from .checkpoint import load_checkpoint, save_checkpoint, write_json, write_jsonl
+from .config import RunConfig
+
+DIVERGENCE_CHECK_EVERY = 25  # optimizer steps between host syncs on the loss
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device: {name!r} was asked for but CUDA is not available here; use cpu or auto")
+    return torch.device(name)
+
+
+def lr_at(config: RunConfig, epoch: int) -> float:
+    """Step decay as a pure function of the epoch, so a resumed run needs no scheduler state."""
+    passed = sum(1 for m in config.lr_milestones if epoch >= round(m * config.epochs))
+    return config.lr * config.lr_gamma**passed
+
+
+def _read_result(run_dir: Path) -> dict | None:
+    import json
+
+    try:
+        return json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def run(config: RunConfig, out_dir: str | os.PathLike = "outputs/runs", log=None) -> dict:
+    """Train ``config`` in ``out_dir/<run_id>``; resume it if a checkpoint is there; return result.json."""
+    if not isinstance(config, RunConfig):
+        raise ValueError("config: expected a fggp.train.RunConfig")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"out: {str(out_dir)!r} is a file; it must be a directory")
+    device = resolve_device(config.device)
+    run_dir = out_dir / config.run_id
+    log = log or (lambda msg: print(msg, flush=True))
+
+    previous = _read_result(run_dir)
+    if previous and previous.get("status") == "completed":
+        log(f"{config.run_id}: already completed")
+        return previous
+
+    data = load_dataset(config.dataset, config.data_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", config.to_dict())
+    trainer = _Trainer(config, data, device, run_dir, log)
+    try:
+        return trainer.fit()
+    except Exception as err:
+        trainer.finish("failed", error=f"{type(err).__name__}: {err}")
+        raise
+
+
+class _Trainer:
+    def __init__(self, config: RunConfig, data, device: torch.device, run_dir: Path, log):
+        self.config, self.device, self.run_dir, self.log = config, device, run_dir, log
+        c = config
+        if c.deterministic:
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+        torch.manual_seed(c.seed)
+        augment = data.augment if c.augment is None else c.augment
+        self.train_loader = DeviceLoader(data.train, c.batch_size, train=True, mean=data.mean, std=data.std,
+                                         device=device, seed=c.seed, augment=augment)
+        self.test_loader = DeviceLoader(data.test, 500, train=False, mean=data.mean, std=data.std, device=device)
+        self.model = build_model(c.arch, num_classes=data.num_classes).to(device)
+        if device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=c.lr, momentum=c.momentum,
+                                         nesterov=c.nesterov and c.momentum > 0, weight_decay=c.weight_decay)
+        self.steps_per_epoch = len(self.train_loader)
+        self.pruner = Pruner(
+            self.model, self.optimizer, c.pruning_recipe(),
+            target_sparsity=c.target_sparsity, initial_sparsity=c.initial_sparsity,
+            start_step=c.prune_start_epoch * self.steps_per_epoch, end_step=c.prune_end_epoch * self.steps_per_epoch,
+            prune_every=c.prune_every, total_steps=c.epochs * self.steps_per_epoch, seed=c.seed,
+        )
+        self.forward = torch.compile(self.model) if c.compile else self.model
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
+        self.history: list[dict] = []
+        self.prune_log: list[list] = []
+        self.epoch = 0
+        self.elapsed = 0.0
+        self._restore()
+
+    # ------------------------------------------------------------------ state
+    def _state(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "pruner": self.pruner.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "history": self.history,
+            "prune_log": self.prune_log,
+            "elapsed": self.elapsed,
+        }
+
+    def _restore(self) -> None:
+        state = load_checkpoint(self.run_dir, self.log)
+        if state is None:
+            return
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.pruner.load_state_dict(state["pruner"])
+        torch.set_rng_state(state["rng_cpu"])
+        if state["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        self.epoch, self.history = state["epoch"], state["history"]
+        self.prune_log, self.elapsed = state["prune_log"], state["elapsed"]
+
+    # -------------------------------------------------------------- training
+    def fit(self) -> dict:
+        c = self.config
+        while self.epoch < c.epochs:
+            started = time.perf_counter()
+            train_loss, train_acc, bad_step = self._train_epoch(self.epoch)
+            if bad_step is not None:
+                return self.finish("diverged", diverged_step=bad_step)
+            test_loss, test_acc = self.evaluate()
+            self.elapsed += time.perf_counter() - started
+            row = {"epoch": self.epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss,
+                   "test_acc": test_acc, "lr": lr_at(c, self.epoch), "sparsity": self.pruner.sparsity,
+                   "step": self.pruner.step, "seconds": time.perf_counter() - started}
+            self.history.append(row)
+            self.epoch += 1
+            save_checkpoint(self.run_dir, self._state())
+            write_jsonl(self.run_dir / "metrics.jsonl", self.history)
+            self.log(f"epoch {row['epoch']}/{c.epochs}  train {train_loss:.4f} / {train_acc:.4f}  "
+                     f"test {test_loss:.4f} / {test_acc:.4f}  sparsity {row['sparsity']:.4f}  {row['seconds']:.1f}s")
+        return self.finish("completed")
+
+    def _train_epoch(self, epoch: int):
+        c = self.config
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(c, epoch)
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        first_bad = None
+        bar = tqdm(self.train_loader.iter_epoch(epoch), total=self.steps_per_epoch, desc=f"epoch {epoch + 1}",
+                   leave=False, disable=not c.progress or None, file=sys.stderr)
+        pending = []
+        for x, y in bar:
+            with self.autocast:
+                logits = self.forward(x)
+                loss = nn.functional.cross_entropy(logits, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.pruner.before_step()
+            self.optimizer.step()
+            pruned = self.pruner.schedule.is_pruning_step(self.pruner.step + 1) and self.pruner.recipe.prunes
+            self.pruner.after_step()
+            if pruned:
+                self.prune_log.append([self.pruner.step, self.pruner.schedule.sparsity(self.pruner.step), self.pruner.sparsity])
+            loss_sum += loss.detach().float() * len(y)
+            correct += (logits.argmax(1) == y).sum()
+            seen += len(y)
+            pending.append(loss.detach())
+            if len(pending) >= DIVERGENCE_CHECK_EVERY:
+                first_bad = self._first_bad(pending)
+                pending = []
+                if first_bad is not None:
+                    break
+        if first_bad is None and pending:
+            first_bad = self._first_bad(pending)
+        bar.close()
+        if first_bad is not None:
+            return None, None, first_bad
+        return loss_sum.item() / seen, correct.item() / seen, None
+
+    def _first_bad(self, losses) -> int | None:
+        """Global step of the first non-finite loss among the last ``len(losses)`` steps (one host sync)."""
+        finite = torch.isfinite(torch.stack(losses).float()).tolist()
+        if all(finite):
+            return None
+        return self.pruner.step - len(losses) + finite.index(False) + 1
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float]:
+        self.model.eval()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        for x, y in self.test_loader.iter_epoch(0):
+            with self.autocast:
+                logits = self.forward(x)
+            loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+        n = len(self.test_loader.labels)
+        return loss_sum.item() / n, correct.item() / n
+
+    # ----------------------------------------------------------------- result
+    def finish(self, status: str, **extra) -> dict:
+        c = self.config
+        densities = self.pruner.densities()
+        last = self.history[-1] if self.history else {}
+        result = {
+            "status": status,
+            "run_id": c.run_id,
+            "final_test_acc": last.get("test_acc"),
+            "best_test_acc": max((h["test_acc"] for h in self.history), default=None),
+            "best_test_acc_note": "maximum over epochs of the TEST accuracy: optimistic, for reference only",
+            "final_sparsity": self.pruner.sparsity,
+            "layer_density": densities,
+            "kept_weights": self.pruner.active,
+            "prunable_weights": self.pruner.total,
+            "dense_flops": flops(self.model),
+            "sparse_flops": flops(self.model, densities),
+            "epochs_done": self.epoch,
+            "steps_done": self.pruner.step,
+            "wall_seconds": self.elapsed,
+            "device": _device_name(self.device),
+            "versions": {"fggp": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+                         "python": platform.python_version()},
+            "seed": c.seed,
+            "config": c.to_dict(),
+            "prune_log": self.prune_log,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **extra,
+        }
+        write_json(self.run_dir / "result.json", result)
+        self.log(f"{c.run_id}: {status}"
+                 + (f", final test acc {result['final_test_acc']:.4f} at sparsity {result['final_sparsity']:.4f}"
+                    if result["final_test_acc"] is not None and status == "completed" else "")
+                 + (f" at step {extra['diverged_step']}" if "diverged_step" in extra else ""))
+        return result
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+__all__ = ["run", "lr_at", "resolve_device"]

@@ -1,0 +1,142 @@
+"""One run end to end: validation, run files, real accuracy on digits, exact resume, divergence."""
+
+import json
+
+import pytest
+import torch
+
+from fggp.train import RunConfig, lr_at, run
+from fggp.pruning import Pruner
+
+QUICK = dict(arch="tiny", dataset="synthetic", epochs=3, prune_end_epoch=2, prune_every=5, lr=0.05,
+             batch_size=128, progress=False, deterministic=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(arch="alexnet"), "arch"),
+        (dict(dataset="mnist"), "dataset"),
+        (dict(recipe="obd"), "recipe"),
+        (dict(target_sparsity=1.0), "target_sparsity"),
+        (dict(initial_sparsity=-0.1), "initial_sparsity"),
+        (dict(target_sparsity=0.4, initial_sparsity=0.5), "target_sparsity"),
+        (dict(rate=0.0), "rate"),
+        (dict(rate=1.5), "rate"),
+        (dict(epochs=0), "epochs"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(epochs=10, prune_end_epoch=11), "prune_end_epoch"),
+        (dict(prune_start_epoch=50, prune_end_epoch=40), "prune_start_epoch"),
+        (dict(prune_every=0), "prune_every"),
+        (dict(lr=0.0), "lr"),
+        (dict(device="tpu"), "device"),
+        (dict(grad_window=0), "grad_window"),
+    ],
+)
+def test_config_rejects_each_bad_field(kwargs, field):
+    with pytest.raises(ValueError, match=rf"^{field}:"):
+        RunConfig(**kwargs)
+
+
+def test_defaults_are_the_granet_recipe():
+    c = RunConfig()
+    assert (c.epochs, c.batch_size, c.lr, c.momentum, c.weight_decay, c.prune_every) == (160, 128, 0.1, 0.9, 5e-4, 1000)
+    assert [lr_at(c, e) for e in (0, 79, 80, 119, 120, 159)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+def test_from_strings_parses_field_types():
+    c = RunConfig.from_strings(["arch=resnet20", "target_sparsity=0.95", "rate=none", "deterministic=true",
+                                "lr_milestones=0.3,0.6", "epochs=20", "prune_end_epoch=10"])
+    assert (c.arch, c.target_sparsity, c.rate, c.deterministic, c.lr_milestones) == ("resnet20", 0.95, None, True, (0.3, 0.6))
+    with pytest.raises(ValueError, match="^epochs:"):
+        RunConfig.from_strings(["epochs=ten"])
+    with pytest.raises(ValueError, match="^colour:"):
+        RunConfig.from_strings(["colour=red"])
+
+
+def test_run_id_depends_on_what_decides_the_result():
+    a = RunConfig(**QUICK)
+    assert a.run_id == RunConfig(**{**QUICK, "data_dir": "elsewhere", "progress": True}).run_id
+    assert a.run_id != RunConfig(**{**QUICK, "seed": 19}).run_id
+    assert RunConfig(recipe="dense").target_sparsity == 0.0
+
+
+def test_complete_run_writes_its_directory(tmp_path):
+    config = RunConfig(**QUICK, recipe="fggp", target_sparsity=0.8)
+    result = run(config, tmp_path)
+    run_dir = tmp_path / config.run_id
+    assert {p.name for p in run_dir.iterdir()} >= {"config.json", "metrics.jsonl", "result.json", "checkpoint.pt"}
+    assert json.loads((run_dir / "result.json").read_text()) == result
+    assert result["status"] == "completed" and result["epochs_done"] == 3
+    assert result["kept_weights"] == round(0.2 * result["prunable_weights"])
+    assert result["final_sparsity"] == 1 - result["kept_weights"] / result["prunable_weights"]
+    assert 0 < result["sparse_flops"] < result["dense_flops"]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert {"train_loss", "train_acc", "test_loss", "test_acc", "lr", "sparsity", "seconds"} <= set(rows[0])
+    assert result["prune_log"][-1][1] == 0.8  # the schedule's target at its end step
+    assert set(result["layer_density"]) == set(result["layer_density"])  # names every prunable layer
+    assert len(result["layer_density"]) == 4
+    assert run(config, tmp_path)["finished_at"] == result["finished_at"]  # completed: not run again
+
+
+@pytest.mark.parametrize("recipe, sparsity, floor", [("dense", 0.0, 0.90), ("fggp", 0.9, 0.80)])
+def test_digits_reaches_real_accuracy(tmp_path, recipe, sparsity, floor):
+    config = RunConfig(arch="tiny", dataset="digits", recipe=recipe, target_sparsity=sparsity, epochs=15,
+                       prune_end_epoch=10, prune_every=6, lr=0.05, progress=False)
+    result = run(config, tmp_path)
+    assert result["final_test_acc"] >= floor
+    assert result["final_sparsity"] == pytest.approx(sparsity, abs=1e-4)
+
+
+def _comparable(result):
+    return {k: v for k, v in result.items() if k not in ("wall_seconds", "finished_at")}
+
+
+def _interrupt_at(monkeypatch, step):
+    original = Pruner.after_step
+
+    def after_step(self):
+        original(self)
+        if self.step == step:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Pruner, "after_step", after_step)
+
+
+@pytest.mark.parametrize("stop_step", [16, 23])  # an epoch end (16 steps per epoch), and mid-epoch
+def test_resumed_run_equals_uninterrupted(tmp_path, monkeypatch, stop_step):
+    config = RunConfig(**{**QUICK, "epochs": 4, "prune_end_epoch": 3}, recipe="granet", target_sparsity=0.9,
+                       initial_sparsity=0.5)
+    whole = run(config, tmp_path / "whole")
+    with monkeypatch.context() as m:
+        _interrupt_at(m, stop_step)
+        with pytest.raises(KeyboardInterrupt):
+            run(config, tmp_path / "cut")
+    assert not (tmp_path / "cut" / config.run_id / "result.json").exists()
+    resumed = run(config, tmp_path / "cut")
+    assert _comparable(resumed) == _comparable(whole)
+    a = torch.load(tmp_path / "whole" / config.run_id / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / config.run_id / "checkpoint.pt", weights_only=True)
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    for key, mask in a["pruner"]["masks"].items():
+        assert torch.equal(mask, b["pruner"]["masks"][key]), key
+
+
+def test_divergence_is_reported_with_its_step(tmp_path):
+    config = RunConfig(**{**QUICK, "lr": 1e3, "epochs": 3})
+    result = run(config, tmp_path)
+    assert result["status"] == "diverged"
+    assert isinstance(result["diverged_step"], int) and 1 <= result["diverged_step"] <= 48
+    rows = (tmp_path / config.run_id / "metrics.jsonl")
+    if rows.exists():
+        for line in rows.read_text().splitlines():
+            assert all(v == v for v in json.loads(line).values())  # no NaN in written metrics
+
+
+def test_out_path_that_is_a_file(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(ValueError, match="^out:"):
+        run(RunConfig(**QUICK), f)
