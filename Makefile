@@ -15,11 +15,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
+# The notebooks run under nbval from a scratch copy, so their default ../outputs is not the user's.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	@scratch=$$(mktemp -d) && cp -r notebooks $$scratch/ && \
+	$(BIN)/python -m pytest -c pyproject.toml --rootdir . -q tests $$scratch/notebooks --nbval-lax --nbval-current-env; \
+	status=$$?; rm -rf $$scratch; exit $$status
 
 quick: $(STAMP)
-	$(BIN)/fggp run arch=tiny dataset=digits recipe=fggp target_sparsity=0.9 epochs=15 prune_end_epoch=10 --out outputs/runs
+	$(BIN)/fggp sweep configs/quick.yaml --jobs 2 --out outputs
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_prune.py

@@ -1,4 +1,9 @@
-"""``fggp run key=value ... [--out DIR]``: one run from the shell, with one-line errors for bad input."""
+"""The shell interface, with one-line errors for bad input and no tracebacks.
+
+    fggp run key=value ... [--out DIR]          one run (fields of fggp.train.RunConfig)
+    fggp sweep GRID.yaml [--jobs N] [--out DIR] a grid of runs through the run notebook, then the report
+    fggp report [RUNS_DIR]                      the aggregation alone
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,21 @@ def _run(args) -> int:
     return 0 if result["status"] == "completed" else 1
 
 
+def _sweep(args) -> int:
+    from .sweep import summarize, sweep
+
+    line, ok = summarize(sweep(args.grid, args.out, jobs=args.jobs))
+    print(line, flush=True)
+    return 0 if ok else 1
+
+
+def _report(args) -> int:
+    from .sweep import report
+
+    report(args.runs_dir, args.report_dir)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fggp", description="Gradual pruning research kit.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -24,6 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--out", default="outputs/runs", help="directory holding one subdirectory per run")
     p.set_defaults(func=_run)
+    p = sub.add_parser("sweep", help="run every point of a grid through the run notebook, then report")
+    p.add_argument("grid", help="grid YAML (see configs/quick.yaml)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time (one GPU each when several exist)")
+    p.add_argument("--out", default="outputs", help="runs land in OUT/runs, the report in OUT/report")
+    p.set_defaults(func=_sweep)
+    p = sub.add_parser("report", help="aggregate the results under RUNS_DIR into tables and figures")
+    p.add_argument("runs_dir", nargs="?", default="outputs/runs")
+    p.add_argument("--report-dir", default=None, help="default: RUNS_DIR/../report")
+    p.set_defaults(func=_report)
     return parser
 
 

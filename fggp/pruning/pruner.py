@@ -11,11 +11,13 @@ weights after that step's update, as GraNet's ``Masking`` does.
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import torch
 from torch import nn
 
+from .. import faults
 from .distribution import DISTRIBUTIONS, counts_from_densities
 from .masks import apply_masks, prunable_parameters
 from .recipes import Recipe, get_recipe
@@ -181,6 +183,7 @@ class Pruner:
             for n in self.names:
                 new[n], grown[n] = drop_and_regrow(new[n], weights[n], grads[n], fraction)
 
+        faults.reach("prune")
         self.masks = {n: new[n].view_as(self.masks[n]) for n in self.names}
         self._refresh()
         for n, g in grown.items():
@@ -231,6 +234,14 @@ class Pruner:
 
     def densities(self) -> dict[str, float]:
         return {n: int(m.sum()) / self.sizes[n] for n, m in self.masks.items()}
+
+    def mask_hash(self) -> str:
+        """SHA-1 of every mask in layer order: two runs with equal hashes pruned exactly the same weights."""
+        digest = hashlib.sha1()
+        for n in self.names:
+            digest.update(n.encode())
+            digest.update(self.masks[n].flatten().cpu().numpy().tobytes())
+        return digest.hexdigest()
 
     def report(self) -> list[dict]:
         """One row per prunable layer: name, shape, size, active, density (for logs and DataFrames)."""

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import torch
 
+from .. import faults
+
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
 
 
-def atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write, fault_point: str | None = None) -> None:
     """Call ``write(file_object)`` on a temp file beside ``path``, fsync it, then rename it over ``path``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -27,6 +29,8 @@ def atomic_write(path: Path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if fault_point:
+            faults.reach(fault_point)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -46,7 +50,8 @@ def save_checkpoint(run_dir: Path, state: dict) -> None:
     latest = run_dir / CHECKPOINT
     if latest.exists():
         os.replace(latest, run_dir / PREVIOUS)
-    atomic_write(latest, lambda f: torch.save(state, f))
+        faults.reach("checkpoint_rotate")
+    atomic_write(latest, lambda f: torch.save(state, f), fault_point="checkpoint_write")
 
 
 class CheckpointError(RuntimeError):
@@ -64,8 +69,14 @@ def _read(path: Path) -> dict:
 
 
 def load_checkpoint(run_dir: Path, log=print) -> dict | None:
-    """The newest readable checkpoint of a run, or None; says which one it took and why."""
+    """The newest readable checkpoint of a run, or None; says which one it took and why.
+
+    Temporary files a killed writer left behind are removed first: they were never renamed, so
+    nothing refers to them.
+    """
     run_dir = Path(run_dir)
+    for stale in run_dir.glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
     for name in (CHECKPOINT, PREVIOUS):
         path = run_dir / name
         if not path.exists():

@@ -42,6 +42,7 @@ class RunConfig:
     seed: int = 18
     device: str = "auto"
     data_dir: str = "data"
+    download: bool = True  # fetch CIFAR-10 when missing (never another dataset instead)
     deterministic: bool = False
     augment: bool | None = None  # None: the dataset's default (off for digits)
     compile: bool = False
@@ -94,9 +95,9 @@ class RunConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def identity(self) -> dict:
-        """The fields that decide the result (not where data lives or whether a bar is drawn)."""
+        """The fields that name the run: not where data lives, whether a bar is drawn, or which GPU runs it."""
         d = self.to_dict()
-        for key in ("data_dir", "progress"):
+        for key in ("data_dir", "download", "progress", "device"):
             d.pop(key)
         return d
 

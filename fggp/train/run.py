@@ -20,7 +20,7 @@ import torchvision
 from torch import nn
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .. import __version__, faults
 from ..data import DeviceLoader, load_dataset
 from ..models import build_model, flops
 from ..pruning import Pruner
@@ -69,7 +69,7 @@ def run(config: RunConfig, out_dir: str | os.PathLike = "outputs/runs", log=None
         log(f"{config.run_id}: already completed")
         return previous
 
-    data = load_dataset(config.dataset, config.data_dir)
+    data = load_dataset(config.dataset, config.data_dir, download=config.download)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", config.to_dict())
     trainer = _Trainer(config, data, device, run_dir, log)
@@ -182,6 +182,7 @@ class _Trainer:
             self.optimizer.step()
             pruned = self.pruner.schedule.is_pruning_step(self.pruner.step + 1) and self.pruner.recipe.prunes
             self.pruner.after_step()
+            faults.reach("step")
             if pruned:
                 self.prune_log.append([self.pruner.step, self.pruner.schedule.sparsity(self.pruner.step), self.pruner.sparsity])
             loss_sum += loss.detach().float() * len(y)
@@ -233,6 +234,7 @@ class _Trainer:
             "best_test_acc_note": "maximum over epochs of the TEST accuracy: optimistic, for reference only",
             "final_sparsity": self.pruner.sparsity,
             "layer_density": densities,
+            "mask_hash": self.pruner.mask_hash(),
             "kept_weights": self.pruner.active,
             "prunable_weights": self.pruner.total,
             "dense_flops": flops(self.model),

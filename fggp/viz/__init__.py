@@ -1,0 +1,1 @@
+"""Figures: every plot the notebooks show lives here."""

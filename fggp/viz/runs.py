@@ -1,0 +1,231 @@
+"""Figures and a summary table for one run directory (what notebook 02 shows after training).
+
+Everything is read back from the run's files (``config.json``, ``metrics.jsonl``, ``result.json``),
+never from live objects, so the same figures can be redrawn for any finished, failed or half-done run.
+Figures are built with ``matplotlib.figure.Figure`` rather than pyplot: nothing is registered globally,
+nothing is shown by side effect, and a loop over many runs leaks no open figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ..models import build_model
+from ..pruning import cubic_sparsity, get_recipe
+from ..train.checkpoint import atomic_write
+
+TRAIN_COLOR, TEST_COLOR = "tab:blue", "tab:orange"
+BEST_LABEL = "best test acc (max over epochs, optimistic)"
+
+
+@dataclass
+class RunRecord:
+    """A run as it is on disk; ``result`` is None while the run has not finished."""
+
+    run_dir: Path
+    config: dict
+    metrics: list[dict] = field(default_factory=list)
+    result: dict | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.run_dir.name
+
+
+def load_run(run_dir: str | os.PathLike) -> RunRecord:
+    """Read a run directory; only ``config.json`` is required (a run writes it before training)."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"run_dir: {str(run_dir)!r} has no config.json; is it a run directory?")
+    config = json.loads(config_path.read_text())
+    metrics_path = run_dir / "metrics.jsonl"
+    metrics = []
+    if metrics_path.is_file():
+        metrics = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    result_path = run_dir / "result.json"
+    result = json.loads(result_path.read_text()) if result_path.is_file() else None
+    return RunRecord(run_dir, config, metrics, result)
+
+
+def _record(run) -> RunRecord:
+    return run if isinstance(run, RunRecord) else load_run(run)
+
+
+def _note(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+
+
+def plot_training_curves(run_dir) -> Figure:
+    """Loss and accuracy per epoch, train against test, with the pruning window shaded.
+
+    The gap between the train and test curves is the overfitting signal; a dip in both while the
+    window is shaded is the cost of pruning, and what follows it is the network recovering.
+    """
+    rec = _record(run_dir)
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    epochs = [m["epoch"] for m in rec.metrics]
+    for ax, key, scale, ylabel in ((ax_loss, "loss", 1, "cross-entropy loss"), (ax_acc, "acc", 100, "accuracy (%)")):
+        if not rec.metrics:
+            _note(ax, "no epoch finished yet")
+        else:
+            ax.plot(epochs, [m[f"train_{key}"] * scale for m in rec.metrics], "o-", ms=3, color=TRAIN_COLOR, label="train")
+            ax.plot(epochs, [m[f"test_{key}"] * scale for m in rec.metrics], "o-", ms=3, color=TEST_COLOR, label="test")
+            start, end = rec.config.get("prune_start_epoch", 0), rec.config.get("prune_end_epoch", 0)
+            if rec.config.get("recipe") != "dense" and end > start:
+                ax.axvspan(start, end, color="0.9", zorder=0, label="pruning window")
+            ax.legend()
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    ax_loss.set_title("loss")
+    ax_acc.set_title("accuracy")
+    fig.suptitle(rec.run_id, fontsize="medium")
+    return fig
+
+
+def _steps_per_epoch(rec: RunRecord) -> float | None:
+    """From a completed result (as the run counted it), else from the last epoch logged."""
+    r = rec.result or {}
+    if r.get("status") == "completed" and r.get("epochs_done") and r.get("steps_done"):
+        return r["steps_done"] / r["epochs_done"]
+    if rec.metrics and rec.metrics[-1].get("epoch"):
+        return rec.metrics[-1]["step"] / rec.metrics[-1]["epoch"]
+    return None
+
+
+def scheduled_curve(config: dict, steps_per_epoch: float, points: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """The target sparsity over the whole run, as the Pruner's schedule computes it (its recipe's kind)."""
+    recipe = get_recipe(config["recipe"])
+    initial, target = config["initial_sparsity"], config["target_sparsity"]
+    start = config["prune_start_epoch"] * steps_per_epoch
+    end = config["prune_end_epoch"] * steps_per_epoch
+    total = config["epochs"] * steps_per_epoch
+    if recipe.schedule == "one_shot":
+        return np.array([0, end, end, total]), np.array([initial, initial, target, target])
+    power = 1.0 if recipe.schedule == "linear" else recipe.power
+    t = np.union1d(np.linspace(0, total, points), [start, end])
+    return t, np.array([cubic_sparsity(x, start, end, initial, target, power) for x in t])
+
+
+def plot_sparsity(run_dir) -> Figure:
+    """Measured sparsity at every pruning step on top of the schedule it was asked to follow.
+
+    Markers off the curve would mean the pruner missed its target (a layer floor, a too-small pool);
+    on a healthy run every marker sits on the line.
+    """
+    rec = _record(run_dir)
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.subplots()
+    spe = _steps_per_epoch(rec)
+    if spe:
+        try:
+            t, s = scheduled_curve(rec.config, spe)
+            ax.plot(t, s, "-", color="0.5", label="scheduled target")
+        except ValueError:  # a recipe registered in another session: the schedule kind is unknown here
+            _note(ax, f"schedule of recipe {rec.config.get('recipe')!r} unknown in this session")
+    if rec.result is not None and "prune_log" in rec.result:
+        log = rec.result["prune_log"]
+        ax.plot([p[0] for p in log], [p[2] for p in log], "o", ms=4, color="tab:red", label="actual (at each pruning step)")
+    else:
+        ax.plot([m["step"] for m in rec.metrics], [m["sparsity"] for m in rec.metrics], "s", ms=4, color="tab:red",
+                label="actual (at epoch ends; no prune log)")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("sparsity (fraction of prunable weights removed)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title(f"{rec.config.get('recipe')}: sparsity schedule", fontsize="medium")
+    return fig
+
+
+def _network_order(arch: str | None, names) -> list[str]:
+    """Layers input to output: result.json stores them sorted by name, which puts the classifier first."""
+    try:
+        position = {n: i for i, (n, _) in enumerate(build_model(arch).named_parameters())}
+    except ValueError:  # an arch not registered here: keep the file's order
+        position = {}
+    return sorted(names, key=lambda n: (n not in position, position.get(n, 0)))
+
+
+def plot_layer_density(result: dict) -> Figure:
+    """Fraction of weights kept per layer; the dashed line is the global density.
+
+    Global recipes decide per layer: bars above the line are layers the criterion found important
+    (often the first conv and the classifier), bars below are where most weights went.
+    """
+    density = result.get("layer_density") or {}
+    fig = Figure(figsize=(max(6, 0.35 * len(density) + 2), 4.5), layout="constrained")
+    ax = fig.subplots()
+    if not density:
+        _note(ax, "no layer densities in this result")
+        return fig
+    names = _network_order(result.get("config", {}).get("arch"), density)
+    ax.bar(range(len(names)), [density[n] for n in names], color="tab:green")
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize="small")
+    if result.get("prunable_weights"):
+        overall = result["kept_weights"] / result["prunable_weights"]
+    else:
+        overall = 1.0 - result.get("final_sparsity", 0.0)
+    ax.axhline(overall, color="k", ls="--", lw=1, label=f"global density {overall:.3f}")
+    ax.set_ylabel("density (fraction of weights kept)")
+    ax.set_ylim(0, 1.05)
+    ax.legend()
+    ax.set_title("per-layer density", fontsize="medium")
+    return fig
+
+
+def _pct(x) -> str:
+    return "—" if x is None else f"{100 * x:.2f}%"
+
+
+def result_table(result: dict) -> pd.DataFrame:
+    """The numbers a reader needs first, as text, one row each.
+
+    Final test accuracy is *the* result; the best-over-epochs one peeks at the test set to choose an
+    epoch, so it is labelled optimistic and shown only for reference.
+    """
+    kept, total = result.get("kept_weights"), result.get("prunable_weights")
+    dense, sparse = result.get("dense_flops"), result.get("sparse_flops")
+    rows = {
+        "run id": result.get("run_id", "—"),
+        "status": result.get("status", "—"),
+        "final test acc": _pct(result.get("final_test_acc")),
+        BEST_LABEL: _pct(result.get("best_test_acc")),
+        "final sparsity": "—" if result.get("final_sparsity") is None else f"{result['final_sparsity']:.4f}",
+        "kept / total weights": "—" if not total else f"{kept:,} / {total:,} ({100 * kept / total:.2f}% kept)",
+        "dense FLOPs": "—" if dense is None else f"{dense:,}",
+        "sparse FLOPs": "—" if sparse is None else f"{sparse:,}" + (f" ({dense / sparse:.1f}x fewer)" if sparse and dense else ""),
+        "epochs": result.get("epochs_done", "—"),
+        "wall seconds": "—" if result.get("wall_seconds") is None else f"{result['wall_seconds']:.1f}",
+        "device": result.get("device", "—"),
+    }
+    if "diverged_step" in result:
+        rows["diverged at step"] = result["diverged_step"]
+    if result.get("error"):
+        rows["error"] = result["error"]
+    return pd.DataFrame({"value": [str(v) for v in rows.values()]}, index=pd.Index(list(rows), name="quantity"))
+
+
+def save_figures(run_dir, figures: dict[str, Figure], dpi: int = 120) -> dict[str, Path]:
+    """Write ``<name>.png`` per figure into the run directory, each atomically (no half-written PNG)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, fig in figures.items():
+        path = run_dir / (name if name.endswith(".png") else f"{name}.png")
+        atomic_write(path, lambda f, fig=fig: fig.savefig(f, format="png", dpi=dpi))
+        paths[name] = path
+    return paths
+
+
+__all__ = ["RunRecord", "load_run", "plot_training_curves", "plot_sparsity", "plot_layer_density", "result_table",
+           "save_figures", "scheduled_curve", "BEST_LABEL"]

@@ -1,0 +1,191 @@
+"""Nothing lost, nothing confusing: real processes killed at the worst moments, and every bad input.
+
+The bad-input cases are the table in docs/bad_inputs.md, read from there.
+"""
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fggp.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ["arch=tiny", "dataset=synthetic", "recipe=fggp", "target_sparsity=0.9", "epochs=3", "prune_end_epoch=2",
+       "prune_every=5", "deterministic=true", "progress=false"]
+
+
+def bad_input_table():
+    text = (ROOT / "docs" / "bad_inputs.md").read_text()
+    rows = re.findall(r"^\| ([^|]+) \| `([^`]+)` \| `([^`]+)` \|$", text, flags=re.M)
+    assert len(rows) >= 15
+    return rows
+
+
+def expand_placeholders(command: str, tmp_path: Path) -> list[str]:
+    out, i, n = [], 0, 0
+    while (start := command.find("{grid:", i)) >= 0:
+        depth, j = 0, start
+        while True:
+            depth += {"{": 1, "}": -1}.get(command[j], 0)
+            if depth == 0:
+                break
+            j += 1
+        n += 1
+        grid = tmp_path / f"grid{n}.yaml"
+        grid.write_text(command[start + len("{grid:"):j] + "\n")
+        out.append(command[i:start] + str(grid))
+        i = j + 1
+    command = "".join(out) + command[i:]
+    (tmp_path / "a_file").write_text("not a directory")
+    (tmp_path / "empty").mkdir(exist_ok=True)
+    command = command.replace("{file}", str(tmp_path / "a_file")).replace("{empty}", str(tmp_path / "empty"))
+    return shlex.split(command)
+
+
+@pytest.mark.parametrize("case, command, prefix", bad_input_table(), ids=lambda v: v if " " in v else None)
+def test_bad_input_is_rejected_in_one_line(tmp_path, capsys, monkeypatch, resilience, case, command, prefix):
+    monkeypatch.chdir(tmp_path)
+    resilience["bad_inputs_tried"] += 1
+    code = main(expand_placeholders(command, tmp_path))
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith(f"fggp: error: {prefix}"), err
+    assert "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "outputs").exists()  # nothing was started
+    resilience["bad_inputs_rejected"] += 1
+
+
+def test_cli_error_from_a_real_process_has_no_traceback(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "fggp.cli", "run", "arch=alexnet"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["fggp: error: arch: 'alexnet' is not one of resnet20, resnet50, tiny, vgg19"]
+
+
+def fggp_run(out: Path, fault: str | None = None):
+    env = {k: v for k, v in os.environ.items() if k != "FGGP_FAULT"}
+    if fault:
+        env["FGGP_FAULT"] = fault
+    return subprocess.run([sys.executable, "-m", "fggp.cli", "run", *RUN, "--out", str(out)], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def the_result(out: Path) -> dict:
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    result = json.loads((run_dir / "result.json").read_text())
+    return {k: v for k, v in result.items() if k not in ("wall_seconds", "finished_at")}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference")
+    assert fggp_run(out).returncode == 0
+    return the_result(out)
+
+
+@pytest.mark.parametrize("fault", ["step:20", "prune:5", "checkpoint_write:2", "checkpoint_rotate:2"])
+def test_killed_run_resumes_to_the_same_result(tmp_path, reference, resilience, fault):
+    resilience["faults_injected"] += 1
+    killed = fggp_run(tmp_path, fault)
+    assert killed.returncode == -signal.SIGKILL
+    (run_dir,) = list(tmp_path.iterdir())
+    assert not (run_dir / "result.json").exists()
+    resumed = fggp_run(tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from" in resumed.stdout
+    assert the_result(tmp_path) == reference  # accuracies, sparsity, mask_hash, per-epoch-independent fields
+    assert not list(run_dir.glob(".*.tmp"))
+    resilience["faults_survived"] += 1
+
+
+@pytest.mark.parametrize("damaged, message", [
+    (["checkpoint.pt"], "resuming from checkpoint.prev.pt"),
+    (["checkpoint.pt", "checkpoint.prev.pt"], "no readable checkpoint left; starting afresh"),
+])
+def test_damaged_checkpoint_falls_back_and_says_so(tmp_path, reference, resilience, damaged, message):
+    resilience["faults_injected"] += 1
+    assert fggp_run(tmp_path, "step:40").returncode == -signal.SIGKILL  # after two epoch-end checkpoints
+    (run_dir,) = list(tmp_path.iterdir())
+    for name in damaged:
+        data = (run_dir / name).read_bytes()
+        (run_dir / name).write_bytes(data[: len(data) // 2])
+    resumed = fggp_run(tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "is damaged" in resumed.stdout and message in resumed.stdout
+    assert "Traceback" not in resumed.stdout + resumed.stderr
+    assert the_result(tmp_path) == reference
+    resilience["faults_survived"] += 1
+
+
+def test_diverging_run_reports_the_step(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "fggp.cli", "run", *RUN, "lr=1e3", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    result = the_result(tmp_path)
+    assert result["status"] == "diverged" and result["diverged_step"] >= 1
+    assert "diverged at step" in done.stdout
+
+
+GRID = """
+grid:
+  recipe: [fggp, gmp]
+  seed: [1, 2]
+fixed: {arch: tiny, dataset: synthetic, epochs: 2, prune_end_epoch: 1, prune_every: 5, target_sparsity: 0.8}
+"""
+
+
+def start_sweep(grid: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "fggp.cli", "sweep", str(grid), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def completed(out: Path) -> dict[str, str]:
+    found = {}
+    for result in (out / "runs").glob("*/result.json"):
+        data = json.loads(result.read_text())
+        if data.get("status") == "completed":
+            found[result.parent.name] = data["finished_at"]
+    return found
+
+
+def test_killed_sweep_reruns_only_unfinished_points(tmp_path, resilience):
+    resilience["faults_injected"] += 1
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(GRID)
+    out = tmp_path / "out"
+    sweep = start_sweep(grid, out)
+    deadline = time.time() + 300
+    while not completed(out) and time.time() < deadline and sweep.poll() is None:
+        time.sleep(0.5)
+    os.killpg(sweep.pid, signal.SIGKILL)  # the sweep and its notebook kernels
+    sweep.wait()
+    before = completed(out)
+    assert 1 <= len(before) < 4
+    again = subprocess.run([sys.executable, "-m", "fggp.cli", "sweep", str(grid), "--out", str(out)],
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    after = completed(out)
+    assert len(after) == 4
+    assert all(after[k] == v for k, v in before.items())  # kept, not run again
+    assert f"{len(before)} skipped" in again.stdout
+    resilience["faults_survived"] += 1
+
+
+def test_two_sweeps_at_once_never_run_a_point_twice(tmp_path):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(GRID.replace("seed: [1, 2]", "seed: [1]"))
+    out = tmp_path / "out"
+    first, second = start_sweep(grid, out), start_sweep(grid, out)
+    logs = [p.communicate(timeout=600)[0] for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, logs
+    ran = [re.findall(r"\] (\S+): completed", log) for log in logs]
+    assert len(completed(out)) == 2
+    assert sorted(ran[0] + ran[1]) == sorted(completed(out))  # each point executed by exactly one sweep

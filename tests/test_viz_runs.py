@@ -1,0 +1,121 @@
+"""Run figures on a real (tiny, two-epoch) run: each plot carries the run's data, not just pixels."""
+
+import json
+import shutil
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from fggp.train import RunConfig, run
+from fggp.viz.runs import (BEST_LABEL, load_run, plot_layer_density, plot_sparsity, plot_training_curves, result_table,
+                           save_figures, scheduled_curve)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    config = RunConfig(arch="tiny", dataset="synthetic", epochs=2, prune_end_epoch=1, prune_every=5, progress=False)
+    run(config, out, log=lambda msg: None)
+    return out / config.run_id
+
+
+def test_load_run_reads_all_three_files(run_dir):
+    rec = load_run(run_dir)
+    assert rec.config["epochs"] == 2 and len(rec.metrics) == 2
+    assert rec.result["status"] == "completed"
+    assert rec.run_id == run_dir.name
+
+
+def test_training_curves_have_one_point_per_epoch(run_dir):
+    fig = plot_training_curves(run_dir)
+    assert isinstance(fig, Figure)
+    loss, acc = fig.axes
+    rec = load_run(run_dir)
+    for ax, key, scale in ((loss, "loss", 1), (acc, "acc", 100)):
+        train, test = ax.lines
+        assert list(train.get_xdata()) == [1, 2]
+        assert list(train.get_ydata()) == pytest.approx([m[f"train_{key}"] * scale for m in rec.metrics])
+        assert list(test.get_ydata()) == pytest.approx([m[f"test_{key}"] * scale for m in rec.metrics])
+
+
+def test_sparsity_markers_are_the_prune_log_and_sit_on_the_schedule(run_dir):
+    fig = plot_sparsity(run_dir)
+    (ax,) = fig.axes
+    lines = {ln.get_label(): ln for ln in ax.lines}
+    log = load_run(run_dir).result["prune_log"]
+    assert len(log) > 1
+    actual = lines["actual (at each pruning step)"]
+    assert list(actual.get_xdata()) == [p[0] for p in log]
+    assert list(actual.get_ydata()) == [p[2] for p in log]
+    curve = lines["scheduled target"]
+    steps = [p[0] for p in log]
+    # the recomputed curve agrees with the target the Pruner scheduled at each of its steps
+    assert np.interp(steps, curve.get_xdata(), curve.get_ydata()) == pytest.approx([p[1] for p in log], abs=1e-3)
+    assert curve.get_xdata()[-1] == load_run(run_dir).result["steps_done"]
+
+
+def test_one_shot_schedule_is_a_step():
+    config = dict(recipe="global_mp_oneshot", initial_sparsity=0.0, target_sparsity=0.9, prune_start_epoch=0,
+                  prune_end_epoch=2, epochs=4)
+    t, s = scheduled_curve(config, steps_per_epoch=10)
+    assert list(t) == [0, 20, 20, 40] and list(s) == [0.0, 0.0, 0.9, 0.9]
+
+
+def test_unfinished_run_plots_epoch_end_sparsity(run_dir, tmp_path):
+    partial = tmp_path / run_dir.name
+    partial.mkdir()
+    for name in ("config.json", "metrics.jsonl"):
+        shutil.copy(run_dir / name, partial / name)
+    rec = load_run(partial)
+    assert rec.result is None
+    (ax,) = plot_sparsity(partial).axes
+    (markers,) = [ln for ln in ax.lines if ln.get_label().startswith("actual")]
+    assert list(markers.get_xdata()) == [m["step"] for m in rec.metrics]
+    assert len(plot_training_curves(partial).axes[0].lines) == 2
+
+
+def test_layer_density_bars_and_global_line(run_dir):
+    result = load_run(run_dir).result
+    fig = plot_layer_density(result)
+    (ax,) = fig.axes
+    heights = {t.get_text(): p.get_height() for t, p in zip(ax.get_xticklabels(), ax.patches)}
+    assert heights == pytest.approx(result["layer_density"])
+    assert ax.get_xticklabels()[-1].get_text() == "classifier.weight"  # network order, not alphabetical
+    (line,) = ax.lines
+    assert line.get_ydata()[0] == pytest.approx(result["kept_weights"] / result["prunable_weights"])
+
+
+def test_result_table_has_the_key_rows(run_dir):
+    result = load_run(run_dir).result
+    table = result_table(result)
+    assert list(table.columns) == ["value"]
+    for row in ("status", "final test acc", BEST_LABEL, "final sparsity", "kept / total weights", "dense FLOPs",
+                "sparse FLOPs", "epochs", "wall seconds", "device"):
+        assert row in table.index, row
+    assert table.loc["status", "value"] == "completed"
+    assert table.loc["final test acc", "value"] == f"{100 * result['final_test_acc']:.2f}%"
+    assert table.loc["epochs", "value"] == "2"
+    failed = result_table({"status": "failed", "error": "RuntimeError: boom"})
+    assert failed.loc["error", "value"] == "RuntimeError: boom"
+    assert failed.loc["final test acc", "value"] == "—"
+
+
+def test_save_figures_writes_pngs_atomically(run_dir, tmp_path):
+    target = tmp_path / "figs"
+    paths = save_figures(target, {"training_curves": plot_training_curves(run_dir),
+                                  "sparsity": plot_sparsity(run_dir)})
+    assert paths == {"training_curves": target / "training_curves.png", "sparsity": target / "sparsity.png"}
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths.values())
+    assert sorted(p.name for p in target.iterdir()) == ["sparsity.png", "training_curves.png"]  # no temp files
+
+
+def test_load_run_requires_a_config(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_run(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"recipe": "fggp"}))
+    assert load_run(tmp_path).metrics == [] and load_run(tmp_path).result is None
