@@ -1,0 +1,305 @@
+"""The single-layer walkthrough: scores, pruned sets, overlaps, figures, widget, and the notebook itself."""
+
+import json
+from pathlib import Path
+
+import matplotlib
+import pandas as pd
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from fggp.layer_scores import (
+    LayerScores,
+    default_layer,
+    describe,
+    fggp_pool,
+    jaccard,
+    kernel_matrix,
+    label,
+    layer_view,
+    overlap_table,
+    pruned_sets,
+    warmup,
+)
+from fggp.models import build_model
+from fggp.pruning import select_prune
+from fggp.pruning.masks import prunable_parameters
+from fggp.viz import scores as viz
+
+matplotlib.use("Agg")  # nothing above imports pyplot, so the backend is still ours to choose
+
+NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "01_layer_scores.ipynb"
+
+
+def make_scores(shape=(6, 4, 3, 3), seed=0) -> LayerScores:
+    """Scores of a made-up layer: heavy-tailed magnitudes and one exact zero in each, like real ones."""
+    g = torch.Generator().manual_seed(seed)
+    weight = torch.randn(shape, generator=g) * torch.rand(shape, generator=g) ** 3
+    grad = torch.randn(shape, generator=g) * 1e-3 * torch.rand(shape, generator=g) ** 3
+    weight.view(-1)[0] = 0.0
+    grad.view(-1)[1] = 0.0
+    return LayerScores("conv.weight", weight, grad, weight.abs().flatten(), grad.abs().flatten())
+
+
+def collection(ax, name):
+    (found,) = [c for c in ax.collections if c.get_label() == name]
+    return found
+
+
+# ---- kernel layout --------------------------------------------------------------------------------
+
+def test_kernel_matrix_puts_each_kernel_in_its_tile():
+    out, inp, kh, kw = 2, 3, 2, 4
+    t = torch.arange(out * inp * kh * kw).reshape(out, inp, kh, kw)
+    m = kernel_matrix(t)
+    assert m.shape == (out * kh, inp * kw)
+    for o in range(out):
+        for c in range(inp):
+            for i in range(kh):
+                for j in range(kw):
+                    assert m[o * kh + i, c * kw + j] == t[o, c, i, j]
+    assert m[:kh, kw:2 * kw].tolist() == t[0, 1].tolist()  # tile (0, 1) is the kernel out 0 <- in 1
+
+
+def test_kernel_matrix_keeps_linear_and_rejects_other_shapes():
+    t = torch.randn(5, 7)
+    assert torch.equal(kernel_matrix(t), t)
+    with pytest.raises(ValueError, match="^t:"):
+        kernel_matrix(torch.zeros(2, 3, 4))
+
+
+# ---- overlaps -------------------------------------------------------------------------------------
+
+def mask(n, members):
+    m = torch.zeros(n, dtype=torch.bool)
+    m[list(members)] = True
+    return m
+
+
+def test_overlap_table_is_the_jaccard_index():
+    sets = {"a": mask(6, {0, 1, 2}), "b": mask(6, {1, 2, 3, 4}), "c": mask(6, {5}), "e": mask(6, set()),
+            "f": mask(6, set())}
+    table = overlap_table(sets)
+    assert list(table.index) == list(table.columns) == ["a", "b", "c", "e", "f"]
+    expected = {("a", "b"): 2 / 5, ("a", "c"): 0.0, ("b", "c"): 0.0, ("a", "e"): 0.0, ("c", "e"): 0.0,
+                ("e", "f"): 1.0}
+    for (x, y), value in expected.items():
+        assert table.loc[x, y] == pytest.approx(value)
+        assert table.loc[y, x] == pytest.approx(value)
+    for name in sets:
+        assert table.loc[name, name] == 1.0
+    assert jaccard(mask(4, {0, 1}), mask(4, {1, 2, 3})) == pytest.approx(1 / 4)
+
+
+# ---- pruned sets ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sparsity, rate", [(0.1, 0.3), (0.5, 0.5), (0.9, 0.25), (0.2, 0.7)])
+def test_pruned_sets_are_what_select_prune_picks(sparsity, rate):
+    s = make_scores()
+    k = round(sparsity * s.n)
+    sets = pruned_sets(s, sparsity, rate)
+    assert list(sets) == ["magnitude", "gradient", f"gradient_first({rate:g})", f"magnitude_first({rate:g})",
+                          "taylor"]
+    active = torch.ones(s.n, dtype=torch.bool)
+    for order in ("magnitude", "gradient", "gradient_first", "magnitude_first", "taylor"):
+        chosen = sets[label(order, rate)]
+        assert int(chosen.sum()) == k
+        assert torch.equal(chosen, select_prune(s.w_mag, s.g_mag, active, k, order, rate))
+
+
+def test_labels_carry_the_rate_of_two_step_orders_only():
+    assert label("gradient_first", 0.3) == "gradient_first(0.3)"
+    assert label("magnitude_first", 1.0) == "magnitude_first(1)"
+    assert label("taylor", 0.3) == "taylor"
+
+
+def test_rate_limits_of_gradient_first():
+    s = make_scores()
+    at_one = pruned_sets(s, 0.3, 1.0, ["gradient_first", "gradient"])
+    assert torch.equal(at_one["gradient_first(1)"], at_one["gradient"])
+    # a pool of the whole layer (ceil(k / rate) >= n) leaves magnitude alone to decide
+    whole = pruned_sets(s, 0.6, 0.5, ["gradient_first", "magnitude"])
+    assert torch.equal(whole["gradient_first(0.5)"], whole["magnitude"])
+    assert int(fggp_pool(s, 0.6, 0.5).sum()) == s.n
+    pool = fggp_pool(s, 0.2, 0.4)
+    k = round(0.2 * s.n)
+    assert int(pool.sum()) == -(-k * 10 // 4)
+    assert not (pruned_sets(s, 0.2, 0.4, ["gradient_first"])["gradient_first(0.4)"] & ~pool).any()
+
+
+def test_pruned_sets_rejects_a_bad_sparsity_or_order():
+    s = make_scores()
+    with pytest.raises(ValueError, match="^sparsity:"):
+        pruned_sets(s, 1.5, 0.5)
+    with pytest.raises(ValueError, match="^order:"):
+        pruned_sets(s, 0.5, 0.5, ["obd"])
+
+
+# ---- warmup and layer_view ------------------------------------------------------------------------
+
+def test_warmup_is_deterministic_and_covers_the_prunable_layers():
+    threads = torch.get_num_threads()
+    model_a, grads_a = warmup("tiny", "synthetic", steps=3, seed=1, batch_size=32)
+    model_b, grads_b = warmup("tiny", "synthetic", steps=3, seed=1, batch_size=32)
+    _, grads_c = warmup("tiny", "synthetic", steps=3, seed=2, batch_size=32)
+    assert torch.get_num_threads() == threads
+    names = list(prunable_parameters(model_a))
+    assert list(grads_a) == names
+    for name in names:
+        assert grads_a[name].shape == prunable_parameters(model_a)[name].shape
+        assert grads_a[name].abs().sum() > 0
+        assert torch.equal(grads_a[name], grads_b[name])
+    assert all(torch.equal(a, b) for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values()))
+    assert not torch.equal(grads_a[names[1]], grads_c[names[1]])
+
+
+def test_warmup_takes_weights_from_a_run_directory(tmp_path):
+    source = build_model("tiny")
+    with torch.no_grad():
+        source.classifier.weight.fill_(0.125)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    torch.save({"epoch": 1, "model": source.state_dict()}, run_dir / "checkpoint.pt")
+    (run_dir / "config.json").write_text(json.dumps({"arch": "tiny", "dataset": "synthetic"}))
+    for where in (run_dir, run_dir / "checkpoint.pt"):
+        model, grads = warmup("tiny", "synthetic", steps=5, checkpoint=where, batch_size=32)
+        assert torch.equal(model.classifier.weight, source.classifier.weight)
+        assert list(grads) == list(prunable_parameters(model))
+    with pytest.raises(ValueError, match="^checkpoint: .*arch 'tiny', not 'resnet20'"):
+        warmup("resnet20", "synthetic", checkpoint=run_dir)
+    with pytest.raises(ValueError, match="^checkpoint: no checkpoint"):
+        warmup("tiny", "synthetic", checkpoint=tmp_path / "missing")
+
+
+def tiny_with_grads():
+    model = build_model("tiny")
+    grads = {name: torch.full_like(p, 0.5) for name, p in prunable_parameters(model).items()}
+    return model, grads
+
+
+def test_layer_view_returns_the_layer_as_cpu_float_tensors():
+    model, grads = tiny_with_grads()
+    weight = prunable_parameters(model)["features.4.weight"]
+    s = layer_view(model, grads, "features.4.weight")
+    assert s.name == "features.4.weight"
+    assert s.weight.shape == s.grad.shape == weight.shape == (32, 16, 3, 3)
+    assert s.weight.dtype == s.grad.dtype == torch.float32 and s.weight.device.type == "cpu"
+    assert torch.equal(s.weight, weight.detach())
+    assert torch.equal(s.w_mag, weight.detach().abs().flatten())
+    assert torch.equal(s.g_mag, torch.full((s.n,), 0.5))
+    assert layer_view(model, grads, "features.4").name == "features.4.weight"
+    assert layer_view(model, grads).name == default_layer(model) == "features.4.weight"
+    summary = describe(s)
+    assert list(summary.index) == ["|w|", "|g|"]
+    assert summary.loc["|w|", "count"] == s.n and summary.loc["|g|", "zeros"] == 0
+    assert summary.loc["|g|", "median"] == 0.5 and summary.loc["|w|", "max"] == pytest.approx(float(s.w_mag.max()))
+
+
+def test_layer_view_names_the_unknown_layer_and_lists_the_real_ones():
+    model, grads = tiny_with_grads()
+    with pytest.raises(ValueError) as err:
+        layer_view(model, grads, "features.99.weight")
+    message = str(err.value)
+    assert message.startswith("layer: 'features.99.weight'")
+    for name in prunable_parameters(model):
+        assert name in message
+
+
+# ---- figures --------------------------------------------------------------------------------------
+
+def test_heatmaps_show_both_magnitudes_in_kernel_layout():
+    s = make_scores()
+    fig = viz.plot_heatmaps(s)
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 4  # two heatmaps and their colorbars
+    images = [ax.images[0].get_array() for ax in fig.axes[:2]]
+    assert images[0].shape == images[1].shape == (6 * 3, 4 * 3)
+    assert torch.allclose(torch.as_tensor(images[0].data), kernel_matrix(s.weight.abs()))
+    assert torch.allclose(torch.as_tensor(images[1].data), kernel_matrix(s.grad.abs()))
+
+
+def test_histograms_have_one_panel_per_magnitude():
+    fig = viz.plot_histograms(make_scores())
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 2
+    assert all(ax.patches for ax in fig.axes)
+    assert "1 exact zeros not shown" in fig.axes[1].get_title()
+
+
+def test_scatter_has_one_panel_per_order_highlighting_k_weights():
+    s = make_scores()
+    sets = pruned_sets(s, 0.3, 0.5)
+    k = round(0.3 * s.n)
+    fig = viz.plot_scatter(s, sets)
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == len(sets)
+    for ax, (name, chosen) in zip(fig.axes, sets.items()):
+        assert ax.get_title() == f"{name}: k = {k}"
+        assert ax.get_xscale() == ax.get_yscale() == "log"
+        pruned = collection(ax, "pruned").get_offsets()
+        assert len(pruned) == k
+        assert len(collection(ax, "kept").get_offsets()) == s.n - k
+        floor = s.w_mag[s.w_mag > 0].min() / 2  # where the zero weight is drawn on the log axis
+        assert sorted(pruned[:, 0].tolist()) == pytest.approx(sorted(s.w_mag[chosen].clamp_min(floor).tolist()))
+        assert (pruned > 0).all()
+
+
+def test_rate_grid_has_a_row_per_rate_with_its_jaccard_to_magnitude():
+    s = make_scores()
+    rates = [0.1, 0.5, 1.0]
+    fig = viz.plot_rate_grid(s, 0.2, rates)
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 2 * len(rates)
+    k = round(0.2 * s.n)
+    magnitude = pruned_sets(s, 0.2, 1.0, ["magnitude"])["magnitude"]
+    for row, rate in enumerate(rates):
+        scatter = fig.axes[2 * row]
+        assert len(collection(scatter, "pruned").get_offsets()) == k
+        fggp = pruned_sets(s, 0.2, rate, ["gradient_first"])[label("gradient_first", rate)]
+        assert scatter.get_title().startswith(f"gradient_first({rate:g}): k = {k}")
+        assert scatter.get_title().endswith(f"Jaccard with magnitude = {jaccard(fggp, magnitude):.2f}")
+    assert fig.axes[0].get_title().endswith("= 1.00")  # rate 0.1: the pool is the whole layer
+
+
+def test_interactive_builds_sliders_that_redraw_the_scatter_and_table():
+    import ipywidgets
+
+    s = make_scores()
+    widget = viz.interactive(s, sparsity=0.5, rate=0.5)
+    assert isinstance(widget, ipywidgets.Widget)
+    sliders = {w.description: w for w in widget.children if isinstance(w, ipywidgets.FloatSlider)}
+    assert set(sliders) == {"sparsity", "rate"}
+    assert (sliders["sparsity"].min, sliders["sparsity"].max) == (0.05, 0.99)
+    assert (sliders["rate"].min, sliders["rate"].max) == (0.01, 1.0)
+    (output,) = [w for w in widget.children if isinstance(w, ipywidgets.Output)]
+    assert "gradient_first(0.5)" in widget.table.index
+    assert [o["output_type"] for o in output.outputs] == ["display_data", "display_data"]
+    sliders["rate"].value = 0.3
+    sliders["sparsity"].value = 0.2
+    expected = overlap_table(pruned_sets(s, 0.2, 0.3)).round(3)
+    pd.testing.assert_frame_equal(widget.table, expected)
+    assert output.outputs[0]["data"]["text/plain"].endswith("with 5 Axes>")  # the scatter, one panel per order
+    assert output.outputs[1]["data"]["text/plain"] == repr(expected)
+
+
+# ---- the notebook ---------------------------------------------------------------------------------
+
+def test_notebook_is_committed_without_outputs():
+    nb = json.loads(NOTEBOOK.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(c["outputs"] == [] and c["execution_count"] is None for c in code)
+    assert code[0]["metadata"]["tags"] == ["parameters"]
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+
+
+def test_notebook_runs_headless_with_papermill(tmp_path):
+    papermill = pytest.importorskip("papermill")
+    out = tmp_path / "01_layer_scores.ipynb"
+    papermill.execute_notebook(str(NOTEBOOK), str(out), parameters=dict(warmup_steps=5), kernel_name="python3",
+                               cwd=str(tmp_path), progress_bar=False, execution_timeout=120)  # fail, never hang
+    nb = json.loads(out.read_text())
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 4
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
