@@ -1,7 +1,8 @@
 """The shell interface, with one-line errors for bad input and no tracebacks.
 
     fggp run key=value ... [--out DIR]          one run (fields of fggp.train.RunConfig)
-    fggp sweep GRID.yaml [--jobs N] [--out DIR] a grid of runs through the run notebook, then the report
+    fggp sweep GRID.yaml [--jobs N] [--out DIR] [--executor local|submitit-local|slurm ...]
+                                                a grid of runs through the run notebook, then the report
     fggp report [RUNS_DIR]                      the aggregation alone
 """
 
@@ -24,7 +25,9 @@ def _run(args) -> int:
 def _sweep(args) -> int:
     from .sweep import summarize, sweep
 
-    line, ok = summarize(sweep(args.grid, args.out, jobs=args.jobs))
+    line, ok = summarize(sweep(args.grid, args.out, jobs=args.jobs, executor=args.executor, partition=args.partition,
+                               gpus_per_run=args.gpus_per_run, timeout_min=args.timeout_min,
+                               array_parallelism=args.array_parallelism))
     print(line, flush=True)
     return 0 if ok else 1
 
@@ -48,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("grid", help="grid YAML (see configs/quick.yaml)")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time (one GPU each when several exist)")
     p.add_argument("--out", default="outputs", help="runs land in OUT/runs, the report in OUT/report")
+    p.add_argument("--executor", default="local", help="local (default), submitit-local or slurm")
+    p.add_argument("--partition", default=None, help="SLURM partition")
+    p.add_argument("--gpus-per-run", type=int, default=1, help="GPUs per SLURM job")
+    p.add_argument("--timeout-min", type=float, default=24 * 60, help="time limit per job; it is requeued after")
+    p.add_argument("--array-parallelism", type=int, default=None, help="SLURM jobs at a time (default: --jobs)")
     p.set_defaults(func=_sweep)
     p = sub.add_parser("report", help="aggregate the results under RUNS_DIR into tables and figures")
     p.add_argument("runs_dir", nargs="?", default="outputs/runs")

@@ -16,12 +16,12 @@ import fcntl
 import itertools
 import json
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from .executors import EXECUTORS, ClusterOptions, execute
 from .train import RunConfig
 from .train.checkpoint import write_json
 
@@ -143,10 +143,16 @@ def _devices(jobs: int) -> list[str | None]:
     return [f"cuda:{i % n}" for i in range(jobs)] if n > 1 else [None] * jobs
 
 
-def sweep(grid_path: str | Path, out: str | Path = "outputs", jobs: int = 1, log=print) -> list[Outcome]:
-    """Expand, execute (``jobs`` at a time), then build the report with the aggregation notebook."""
+def sweep(grid_path: str | Path, out: str | Path = "outputs", jobs: int = 1, log=print, executor: str = "local",
+          partition: str | None = None, gpus_per_run: int = 1, timeout_min: float = 24 * 60,
+          array_parallelism: int | None = None) -> list[Outcome]:
+    """Expand, execute (``jobs`` at a time, on ``executor``), then build the report with notebook 03."""
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs: {jobs!r} must be an integer >= 1")
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor: {executor!r} is not one of {', '.join(EXECUTORS)}")
+    if not timeout_min > 0:
+        raise ValueError(f"timeout_min: {timeout_min!r} must be > 0")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out: {str(out)!r} is a file; it must be a directory")
@@ -159,15 +165,14 @@ def sweep(grid_path: str | Path, out: str | Path = "outputs", jobs: int = 1, log
     log(f"sweep: {len(configs)} runs in {runs_dir}")
     devices = _devices(jobs)
 
-    def work(item):
-        index, config = item
-        outcome = execute_point(config, runs_dir, device=devices[index % jobs])
+    def on_done(index, outcome):
         log(f"[{index + 1}/{len(configs)}] {outcome.run_id}: {outcome.status}"
             + (f" ({outcome.error.splitlines()[0][:200]})" if outcome.error else ""))
-        return outcome
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        outcomes = list(pool.map(work, enumerate(configs)))
+    options = ClusterOptions(folder=(out / "submitit").resolve(), partition=partition, gpus_per_run=gpus_per_run,
+                             timeout_min=timeout_min, array_parallelism=array_parallelism or jobs)
+    outcomes = execute(configs, runs_dir.resolve(), jobs, executor, options, log, on_done,
+                       device_for=lambda index: devices[index % jobs])
     report(runs_dir, out / "report", log=log)
     return outcomes
 
@@ -195,3 +200,10 @@ def summarize(outcomes: list[Outcome]) -> tuple[str, bool]:
         counts[o.status] = counts.get(o.status, 0) + 1
     ok = all(o.status in ("completed", "skipped") for o in outcomes)
     return "sweep: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), ok
+
+
+if __name__ == "__main__":  # one point, as a submitit job runs it: python -m fggp.sweep CONFIG_JSON RUNS_DIR
+    import sys
+
+    point = execute_point(RunConfig.from_dict(json.loads(sys.argv[1])), Path(sys.argv[2]))
+    print(json.dumps(dataclasses.asdict(point)), flush=True)

@@ -11,7 +11,8 @@ import os
 import platform
 import sys
 import time
-from contextlib import nullcontext
+import fcntl
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -70,19 +71,37 @@ def run(config: RunConfig, out_dir: str | os.PathLike = "outputs/runs", log=None
         return previous
 
     data = load_dataset(config.dataset, config.data_dir, download=config.download)
+    trainer = _Trainer(config, data, device, log)  # builds model and pruner: a bad combination fails here
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", config.to_dict())
-    trainer = _Trainer(config, data, device, run_dir, log)
-    try:
-        return trainer.fit()
-    except Exception as err:
-        trainer.finish("failed", error=f"{type(err).__name__}: {err}")
-        raise
+    with _exclusive(run_dir / ".run.lock", log):
+        previous = _read_result(run_dir)
+        if previous and previous.get("status") == "completed":  # finished by whoever held the lock
+            return previous
+        write_json(run_dir / "config.json", config.to_dict())
+        trainer.attach(run_dir)
+        try:
+            return trainer.fit()
+        except Exception as err:
+            trainer.finish("failed", error=f"{type(err).__name__}: {err}")
+            raise
+
+
+@contextmanager
+def _exclusive(path: Path, log):
+    """One process per run directory; a second one waits (the lock dies with its holder)."""
+    with open(path, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"{path.parent.name}: another process is running this run; waiting for it")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 class _Trainer:
-    def __init__(self, config: RunConfig, data, device: torch.device, run_dir: Path, log):
-        self.config, self.device, self.run_dir, self.log = config, device, run_dir, log
+    def __init__(self, config: RunConfig, data, device: torch.device, log):
+        self.config, self.device, self.log = config, device, log
+        self.run_dir: Path | None = None
         c = config
         if c.deterministic:
             torch.use_deterministic_algorithms(True)
@@ -110,6 +129,10 @@ class _Trainer:
         self.prune_log: list[list] = []
         self.epoch = 0
         self.elapsed = 0.0
+
+    def attach(self, run_dir: Path) -> None:
+        """Bind to the run directory and continue from its checkpoint, if any."""
+        self.run_dir = run_dir
         self._restore()
 
     # ------------------------------------------------------------------ state

@@ -1,0 +1,49 @@
+"""Sweeps through submitit: a grid completes on the LocalExecutor, and a preempted job requeues and
+resumes from its run's checkpoint to the same result as an uninterrupted run."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fggp.executors import ClusterOptions, make_submitit_executor, submit_point
+from fggp.train import RunConfig, run
+
+pytest.importorskip("submitit")
+
+
+def test_grid_completes_on_submitit_local(tmp_path):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("grid: {recipe: [fggp, gmp]}\nfixed: {arch: tiny, dataset: synthetic, epochs: 2, "
+                    "prune_end_epoch: 1, prune_every: 5, target_sparsity: 0.8}\n")
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "fggp.cli", "sweep", str(grid), "--executor", "submitit-local",
+                           "--jobs", "2", "--timeout-min", "10", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "2 completed" in done.stdout
+    results = [json.loads(p.read_text()) for p in (out / "runs").glob("*/result.json")]
+    assert sorted(r["config"]["recipe"] for r in results) == ["fggp", "gmp"]
+    assert all(r["status"] == "completed" for r in results)
+    assert any((out / "submitit").rglob("*_log.out"))  # submitit's own logs, one folder per job
+    assert (out / "report" / "table.md").exists()
+
+
+def test_timed_out_job_requeues_and_resumes(tmp_path):
+    config = RunConfig(arch="tiny", dataset="synthetic", recipe="fggp", target_sparsity=0.9, epochs=60,
+                       prune_end_epoch=30, prune_every=20, deterministic=True, progress=False)
+    reference = run(config, tmp_path / "reference")
+    assert reference["wall_seconds"] > 20  # longer than one job's time limit below, so it must requeue
+    runs_dir = tmp_path / "runs"
+    options = ClusterOptions(folder=tmp_path / "submitit", timeout_min=25 / 60, signal_delay_s=2, max_requeues=40)
+    job = submit_point(make_submitit_executor("submitit-local", options), config, runs_dir)
+    outcome = job.result()
+    assert outcome.status == "completed"
+    log = job.stdout()
+    assert "Requeued" in log
+    executed = (runs_dir / config.run_id / "02_cifar10_run.ipynb").read_text()
+    assert "resuming from checkpoint" in executed
+    result = json.loads((runs_dir / config.run_id / "result.json").read_text())
+    ignore = ("wall_seconds", "finished_at", "config")  # config: data_dir is made absolute; run_id stays
+    assert {k: v for k, v in result.items() if k not in ignore} == {k: v for k, v in reference.items() if k not in ignore}
