@@ -23,8 +23,9 @@ def small_net(seed=0):
     )
 
 
-def train(model, pruner, optimizer, steps, seed=0, check=None):
-    gen = torch.Generator().manual_seed(seed)
+def train(model, pruner, optimizer, steps, seed=0, check=None, gen=None):
+    """SGD on random minibatches drawn from ``gen`` (a fresh one seeded with ``seed`` by default)."""
+    gen = gen or torch.Generator().manual_seed(seed)
     for _ in range(steps):
         x = torch.randn(8, 3, 8, 8, generator=gen)
         y = torch.randint(0, 10, (8,), generator=gen)
@@ -225,22 +226,11 @@ def test_resume_equals_uninterrupted(recipe):
     gen_state = torch.Generator().manual_seed(0)
     for _ in range(14):  # the data stream continues where it was
         torch.randn(8, 3, 8, 8, generator=gen_state), torch.randint(0, 10, (8,), generator=gen_state)
-    train_from(model3, pruner3, opt3, 26, gen_state)
+    train(model3, pruner3, opt3, 26, gen=gen_state)
     for n in pruner.names:
         assert torch.equal(pruner.masks[n], pruner3.masks[n])
     for (k, a), b in zip(model.state_dict().items(), model3.state_dict().values()):
         assert torch.equal(a, b), k
-
-
-def train_from(model, pruner, optimizer, steps, gen):
-    for _ in range(steps):
-        x = torch.randn(8, 3, 8, 8, generator=gen)
-        y = torch.randint(0, 10, (8,), generator=gen)
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        pruner.before_step()
-        optimizer.step()
-        pruner.after_step()
 
 
 def test_dense_recipe_never_prunes():

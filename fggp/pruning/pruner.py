@@ -167,12 +167,12 @@ class Pruner:
         rate = annealed_rate(index, len(self.pruning_steps), r.rate, r.rate_end, r.rate_schedule)
 
         if r.scope == "global":
-            k = int(sum(int(m.sum()) for m in masks.values())) - round((1 - target) * self.total)
+            k = sum(_count(m) for m in masks.values()) - round((1 - target) * self.total)
             pruned = self._select_global(max(k, 0), weights, grads, masks, rate)
         else:
             pruned = {}
             for n in self.names:
-                active = int(masks[n].sum())
+                active = _count(masks[n])
                 k = min(active - round((1 - target) * self.sizes[n]), active - min(self.floors[n], active))
                 pruned[n] = select_prune(weights[n], _get(grads, n), masks[n], max(k, 0), r.order, rate, self.generator)
         new = {n: masks[n] & ~pruned[n] for n in self.names}
@@ -196,7 +196,8 @@ class Pruner:
         constrained one (freed slots only go to higher scores), so fixing such layers at the floor and
         ranking the rest again is exact for single-score orders.
         """
-        caps = {n: int(masks[n].sum()) - min(self.floors[n], int(masks[n].sum())) for n in self.names}
+        active = {n: _count(masks[n]) for n in self.names}
+        caps = {n: active[n] - min(self.floors[n], active[n]) for n in self.names}
         free, held = list(self.names), []
         while True:
             remaining = k - sum(caps[n] for n in held)
@@ -205,7 +206,7 @@ class Pruner:
                 self.recipe.order, rate, self.generator,
             )
             parts = dict(zip(free, chosen.split([self.sizes[n] for n in free])))
-            over = [n for n in free if int(parts[n].sum()) > caps[n]]
+            over = [n for n in free if _count(parts[n]) > caps[n]]
             if not over:
                 break
             held += over
@@ -226,14 +227,14 @@ class Pruner:
     # ------------------------------------------------------------ reporting
     @property
     def active(self) -> int:
-        return int(sum(int(m.sum()) for m in self.masks.values()))
+        return sum(_count(m) for m in self.masks.values())
 
     @property
     def sparsity(self) -> float:
         return 1.0 - self.active / self.total
 
     def densities(self) -> dict[str, float]:
-        return {n: int(m.sum()) / self.sizes[n] for n, m in self.masks.items()}
+        return {n: _count(m) / self.sizes[n] for n, m in self.masks.items()}
 
     def mask_hash(self) -> str:
         """SHA-1 of every mask in layer order: two runs with equal hashes pruned exactly the same weights."""
@@ -247,7 +248,7 @@ class Pruner:
         """One row per prunable layer: name, shape, size, active, density (for logs and DataFrames)."""
         return [
             {"name": n, "shape": tuple(self.masks[n].shape), "size": self.sizes[n],
-             "active": int(self.masks[n].sum()), "density": int(self.masks[n].sum()) / self.sizes[n]}
+             "active": _count(self.masks[n]), "density": _count(self.masks[n]) / self.sizes[n]}
             for n in self.names
         ]
 
@@ -277,6 +278,11 @@ class Pruner:
         self._grad_count = int(state.get("grad_count", 0))
         self.generator.set_state(state["generator"])
         self._refresh()
+
+
+def _count(mask: torch.Tensor) -> int:
+    """Active entries; count_nonzero does not copy a bool tensor to int64 as sum() does."""
+    return int(torch.count_nonzero(mask))
 
 
 def _get(d, key):

@@ -18,7 +18,11 @@ ORDERS = ("magnitude", "gradient", "gradient_first", "magnitude_first", "taylor"
 
 
 def k_smallest(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Bool mask of the k smallest entries of a 1-D tensor; ties go to the lower index."""
+    """Bool mask of the k smallest entries of a 1-D tensor; ties go to the lower index.
+
+    Counting with ``count_nonzero`` and indexing the ties avoids cumsum over a bool tensor, which first
+    copies it to int64 (188 MB at ResNet-50's size).
+    """
     n = scores.numel()
     if k <= 0:
         return torch.zeros(n, dtype=torch.bool, device=scores.device)
@@ -26,9 +30,9 @@ def k_smallest(scores: torch.Tensor, k: int) -> torch.Tensor:
         return torch.ones(n, dtype=torch.bool, device=scores.device)
     kth = torch.kthvalue(scores, k).values
     below = scores < kth
-    ties = scores == kth
-    room = k - int(below.sum())
-    return below | (ties & (torch.cumsum(ties, 0) <= room))
+    room = k - int(torch.count_nonzero(below))
+    below[(scores == kth).nonzero().squeeze(1)[:room]] = True
+    return below
 
 
 def pool_size(k: int, n_active: int, rate: float) -> int:
@@ -39,9 +43,10 @@ def pool_size(k: int, n_active: int, rate: float) -> int:
     return min(n_active, math.ceil(Fraction(k) / Fraction(repr(float(rate)))))
 
 
-def _among(indices: torch.Tensor, scores: torch.Tensor, k: int) -> torch.Tensor:
-    """The entries of ``indices`` (ascending) whose ``scores`` are the k smallest."""
-    return indices[k_smallest(scores, k)]
+def _among(indices: torch.Tensor | None, scores: torch.Tensor, k: int) -> torch.Tensor:
+    """The entries of ``indices`` (ascending; None stands for all of them) whose ``scores`` are the k smallest."""
+    pick = k_smallest(scores, k)
+    return pick.nonzero().squeeze(1) if indices is None else indices[pick]
 
 
 def select_prune(
@@ -66,8 +71,12 @@ def select_prune(
     needs_grad = order in ("gradient", "gradient_first", "magnitude_first", "taylor")
     if needs_grad and (grad_mag is None or grad_mag.shape != weight_mag.shape):
         raise ValueError(f"grad_mag: order {order!r} needs a gradient tensor shaped like weight_mag")
-    idx = active.nonzero().squeeze(1)
-    n_active = idx.numel()
+    n_active = int(torch.count_nonzero(active))
+    idx = None if n_active == active.numel() else active.nonzero().squeeze(1)  # all active: skip the gathers
+
+    def at(t: torch.Tensor) -> torch.Tensor:
+        return t if idx is None else t[idx]
+
     if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= n_active:
         raise ValueError(f"k: {k!r} is outside [0, {n_active}] (the number of active weights)")
 
@@ -75,18 +84,18 @@ def select_prune(
     if k == 0:
         return out
     if order == "random":
-        pick = torch.randperm(n_active, generator=generator, device="cpu")[:k].to(idx.device)
-        out[idx[pick]] = True
+        pick = torch.randperm(n_active, generator=generator, device="cpu")[:k].to(active.device)
+        out[pick if idx is None else idx[pick]] = True
         return out
     if order == "magnitude":
-        chosen = _among(idx, weight_mag[idx], k)
+        chosen = _among(idx, at(weight_mag), k)
     elif order == "gradient":
-        chosen = _among(idx, grad_mag[idx], k)
+        chosen = _among(idx, at(grad_mag), k)
     elif order == "taylor":
-        chosen = _among(idx, weight_mag[idx] * grad_mag[idx], k)
+        chosen = _among(idx, at(weight_mag) * at(grad_mag), k)
     else:
         first, second = (grad_mag, weight_mag) if order == "gradient_first" else (weight_mag, grad_mag)
-        pool = _among(idx, first[idx], pool_size(k, n_active, rate))
+        pool = _among(idx, at(first), pool_size(k, n_active, rate))
         chosen = _among(pool, second[pool], k)
     out[chosen] = True
     return out
