@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 # The notebooks run under nbval from a scratch copy, so their default ../outputs is not the user's.
 test: $(STAMP)
 	@scratch=$$(mktemp -d) && cp -r notebooks $$scratch/ && \
-	$(BIN)/python -m pytest -c pyproject.toml --rootdir . -q tests $$scratch/notebooks --nbval-lax --nbval-current-env; \
+	$(BIN)/python -m pytest -c pyproject.toml --rootdir . -q --durations=20 tests $$scratch/notebooks --nbval-lax --nbval-current-env; \
 	status=$$?; rm -rf $$scratch; exit $$status
 
 quick: $(STAMP)
