@@ -140,3 +140,13 @@ def test_out_path_that_is_a_file(tmp_path):
     f.write_text("x")
     with pytest.raises(ValueError, match="^out:"):
         run(RunConfig(**QUICK), f)
+
+
+def test_progress_bar_is_off_on_request(monkeypatch):
+    from fggp.train.run import _bar_disabled
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert _bar_disabled(False) is True
+    assert _bar_disabled(True) is None  # tqdm decides: on in a terminal, off in batch logs
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert _bar_disabled(True) is True

@@ -193,7 +193,7 @@ class _Trainer:
         seen = 0
         first_bad = None
         bar = tqdm(self.train_loader.iter_epoch(epoch), total=self.steps_per_epoch, desc=f"epoch {epoch + 1}",
-                   leave=False, disable=not c.progress or None, file=sys.stderr)
+                   leave=False, disable=_bar_disabled(c.progress), file=sys.stderr)
         pending = []
         for x, y in bar:
             with self.autocast:
@@ -280,6 +280,13 @@ class _Trainer:
                     if result["final_test_acc"] is not None and status == "completed" else "")
                  + (f" at step {extra['diverged_step']}" if "diverged_step" in extra else ""))
         return result
+
+
+def _bar_disabled(progress: bool) -> bool | None:
+    """Off with progress=False or TQDM_DISABLE=1; otherwise tqdm's own choice (off when not a terminal)."""
+    if not progress or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes"):
+        return True
+    return None
 
 
 def _device_name(device: torch.device) -> str:
