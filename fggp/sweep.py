@@ -15,6 +15,7 @@ import dataclasses
 import fcntl
 import itertools
 import json
+import os
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +136,13 @@ def execute_point(config: RunConfig, runs_dir: Path, notebook: Path = RUN_NOTEBO
         return Outcome(config.run_id, _status(run_dir) or "failed")
 
 
+def _share_cpu_threads(jobs: int) -> None:
+    """Give each of ``jobs`` concurrent kernels its share of the cores (they inherit the environment);
+    two runs with all threads each on the same cores run slower together than one after the other."""
+    if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+
+
 def _devices(jobs: int) -> list[str | None]:
     """One GPU per concurrent run when several exist; otherwise leave the config's device alone."""
     import torch
@@ -164,6 +172,7 @@ def sweep(grid_path: str | Path, out: str | Path = "outputs", jobs: int = 1, log
                                     "points": [{"run_id": c.run_id, "config": c.to_dict()} for c in configs]})
     log(f"sweep: {len(configs)} runs in {runs_dir}")
     devices = _devices(jobs)
+    _share_cpu_threads(jobs)
 
     def on_done(index, outcome):
         log(f"[{index + 1}/{len(configs)}] {outcome.run_id}: {outcome.status}"

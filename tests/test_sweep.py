@@ -1,6 +1,7 @@
 """Sweeps: grid validation, expansion, skip-on-rerun, a failing point recorded, and the report."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -91,3 +92,17 @@ fixed:
     for k, r in runs.items():
         if r["status"] == "completed":
             assert json.loads((out / "runs" / k / "result.json").read_text())["finished_at"] == stamps[k]
+
+
+def test_concurrent_kernels_share_the_cores(monkeypatch):
+    from fggp.sweep import _share_cpu_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    _share_cpu_threads(1)
+    assert "OMP_NUM_THREADS" not in os.environ
+    _share_cpu_threads(4)
+    assert os.environ["OMP_NUM_THREADS"] == "2"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own setting wins
+    _share_cpu_threads(4)
+    assert os.environ["OMP_NUM_THREADS"] == "3"
