@@ -24,7 +24,7 @@ import yaml
 
 from .executors import EXECUTORS, ClusterOptions, execute
 from .train import RunConfig
-from .train.checkpoint import write_json
+from .train.checkpoint import read_result, write_json
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 RUN_NOTEBOOK = NOTEBOOKS / "02_cifar10_run.ipynb"
@@ -98,10 +98,7 @@ def notebook_parameters(config: RunConfig, out_dir: Path) -> dict:
 
 
 def _status(run_dir: Path) -> str | None:
-    try:
-        return json.loads((run_dir / "result.json").read_text()).get("status")
-    except (OSError, ValueError):
-        return None
+    return (read_result(run_dir) or {}).get("status")
 
 
 def execute_point(config: RunConfig, runs_dir: Path, notebook: Path = RUN_NOTEBOOK, device: str | None = None) -> Outcome:

@@ -45,6 +45,14 @@ def write_jsonl(path: Path, rows) -> None:
     atomic_write(path, lambda f: f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()))
 
 
+def read_result(run_dir: Path) -> dict | None:
+    """A run's result.json, or None when it is missing or unreadable (then the run is not finished)."""
+    try:
+        return json.loads((Path(run_dir) / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def save_checkpoint(run_dir: Path, state: dict) -> None:
     run_dir = Path(run_dir)
     latest = run_dir / CHECKPOINT

@@ -25,7 +25,7 @@ from .. import __version__, faults
 from ..data import DeviceLoader, load_dataset
 from ..models import build_model, flops
 from ..pruning import Pruner
-from .checkpoint import load_checkpoint, save_checkpoint, write_json, write_jsonl
+from .checkpoint import load_checkpoint, read_result, save_checkpoint, write_json, write_jsonl
 from .config import RunConfig
 
 DIVERGENCE_CHECK_EVERY = 25  # optimizer steps between host syncs on the loss
@@ -45,15 +45,6 @@ def lr_at(config: RunConfig, epoch: int) -> float:
     return config.lr * config.lr_gamma**passed
 
 
-def _read_result(run_dir: Path) -> dict | None:
-    import json
-
-    try:
-        return json.loads((run_dir / "result.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def run(config: RunConfig, out_dir: str | os.PathLike = "outputs/runs", log=None) -> dict:
     """Train ``config`` in ``out_dir/<run_id>``; resume it if a checkpoint is there; return result.json."""
     if not isinstance(config, RunConfig):
@@ -65,7 +56,7 @@ def run(config: RunConfig, out_dir: str | os.PathLike = "outputs/runs", log=None
     run_dir = out_dir / config.run_id
     log = log or (lambda msg: print(msg, flush=True))
 
-    previous = _read_result(run_dir)
+    previous = read_result(run_dir)
     if previous and previous.get("status") == "completed":
         log(f"{config.run_id}: already completed")
         return previous
@@ -74,7 +65,7 @@ def run(config: RunConfig, out_dir: str | os.PathLike = "outputs/runs", log=None
     trainer = _Trainer(config, data, device, log)  # builds model and pruner: a bad combination fails here
     run_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive(run_dir / ".run.lock", log):
-        previous = _read_result(run_dir)
+        previous = read_result(run_dir)
         if previous and previous.get("status") == "completed":  # finished by whoever held the lock
             return previous
         write_json(run_dir / "config.json", config.to_dict())
