@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import torch
 
 from fggp.models import MODELS, build_model
 from fggp.pruning import RECIPES, Pruner, prunable_parameters
+from fggp.train.checkpoint import atomic_write
 
 TARGET_RECIPE, TARGET_RATIO = "fggp", 3.0
 
@@ -112,16 +112,8 @@ def print_table(res: dict) -> None:
 
 
 def write_json(res: dict, path: Path) -> None:
-    """Write atomically: a temporary file in the same folder, then os.replace."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(res, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: f.write((json.dumps(res, indent=2) + "\n").encode()))
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -47,7 +47,6 @@ import os
 import platform
 import re
 import statistics
-import tempfile
 import time
 from contextlib import nullcontext
 from datetime import datetime, timezone
@@ -61,6 +60,7 @@ from torchvision import transforms
 from fggp.data import DeviceLoader, Split
 from fggp.models import MODELS, build_model
 from fggp.pruning import Pruner, SparsitySchedule
+from fggp.train.checkpoint import atomic_write
 from fggp.train.run import DIVERGENCE_CHECK_EVERY
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
@@ -414,16 +414,8 @@ def update_markdown(path: Path, res: dict) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """A temporary file in the same folder, then os.replace: readers see the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def device_name(device: torch.device) -> str:
