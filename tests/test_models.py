@@ -133,3 +133,29 @@ def test_flops_scales_with_density(vgg):
     assert flops(vgg, {name: None for name in macs}) == dense
     assert flops(vgg, {"classifier.weight": 0.0}) == dense - 2 * macs["classifier.weight"]
     assert flops(vgg, {name: 0.0 for name in macs}) == 0
+
+
+# Layers whose CUDA backward raises under torch.use_deterministic_algorithms(True) (torch's own list);
+# a run with deterministic=true must not meet one, and CI has no GPU to find out.
+NO_DETERMINISTIC_CUDA_BACKWARD = (nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool2d, nn.AvgPool3d,
+                                  nn.FractionalMaxPool2d, nn.FractionalMaxPool3d, nn.ReflectionPad1d,
+                                  nn.ReflectionPad2d, nn.ReflectionPad3d, nn.ReplicationPad1d,
+                                  nn.ReplicationPad2d, nn.ReplicationPad3d, nn.Upsample)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_models_have_a_deterministic_cuda_backward(name):
+    offending = [n for n, m in build_model(name).named_modules() if isinstance(m, NO_DETERMINISTIC_CUDA_BACKWARD)]
+    assert offending == []
+
+
+def test_global_avg_pool_is_adaptive_avg_pool():
+    from fggp.models.pool import GlobalAvgPool
+
+    x = torch.randn(4, 8, 5, 3, requires_grad=True)
+    ours = GlobalAvgPool()(x)
+    reference = nn.AdaptiveAvgPool2d(1)(x).flatten(1)
+    torch.testing.assert_close(ours, reference)
+    (g_ours,) = torch.autograd.grad(ours.square().sum(), x)
+    (g_ref,) = torch.autograd.grad(reference.square().sum(), x)
+    torch.testing.assert_close(g_ours, g_ref)

@@ -31,6 +31,9 @@ QUICK = dict(arch="tiny", dataset="synthetic", epochs=3, prune_end_epoch=2, prun
         (dict(lr=0.0), "lr"),
         (dict(device="tpu"), "device"),
         (dict(grad_window=0), "grad_window"),
+        (dict(precision="fp16"), "precision"),
+        (dict(channels_last="yes"), "channels_last"),
+        (dict(compile="true"), "compile"),
     ],
 )
 def test_config_rejects_each_bad_field(kwargs, field):
@@ -57,7 +60,9 @@ def test_from_strings_parses_field_types():
 def test_run_id_depends_on_what_decides_the_result():
     a = RunConfig(**QUICK)
     assert a.run_id == RunConfig(**{**QUICK, "data_dir": "elsewhere", "progress": True}).run_id
+    assert a.run_id == RunConfig(**{**QUICK, "channels_last": True, "device": "cpu"}).run_id  # layout, not method
     assert a.run_id != RunConfig(**{**QUICK, "seed": 19}).run_id
+    assert a.run_id != RunConfig(**{**QUICK, "precision": "bf16"}).run_id
     assert RunConfig(recipe="dense").target_sparsity == 0.0
 
 
@@ -150,3 +155,47 @@ def test_progress_bar_is_off_on_request(monkeypatch):
     assert _bar_disabled(True) is None  # tqdm decides: on in a terminal, off in batch logs
     monkeypatch.setenv("TQDM_DISABLE", "1")
     assert _bar_disabled(True) is True
+
+
+def test_runtime_resolves_auto_per_device():
+    from fggp.train.run import resolve_runtime
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_runtime(RunConfig(), cpu) == {"precision": "fp32", "channels_last": False, "compile": False,
+                                                 "deterministic": False}
+    assert resolve_runtime(RunConfig(), cuda) == {"precision": "bf16", "channels_last": True, "compile": False,
+                                                  "deterministic": False}
+    explicit = RunConfig(precision="fp32", channels_last=False, compile=True)
+    assert resolve_runtime(explicit, cuda) == {"precision": "fp32", "channels_last": False, "compile": True,
+                                               "deterministic": False}
+
+
+def test_bf16_channels_last_run_learns_and_resumes_exactly(tmp_path, monkeypatch):
+    """The CUDA settings (bf16 autocast, channels_last model and batches) run the same loop on CPU."""
+    base = dict(arch="tiny", dataset="digits", recipe="fggp", target_sparsity=0.8, epochs=8, prune_end_epoch=6,
+                prune_every=6, lr=0.05, progress=False, deterministic=True)
+    config = RunConfig(**base, precision="bf16", channels_last=True)
+    whole = run(config, tmp_path / "whole")
+    assert whole["runtime"] == {"precision": "bf16", "channels_last": True, "compile": False, "deterministic": True}
+    assert whole["final_test_acc"] >= 0.5  # 10 classes: chance is 0.1
+    fp32 = run(RunConfig(**base, precision="fp32"), tmp_path / "fp32")
+    assert abs(whole["final_test_acc"] - fp32["final_test_acc"]) <= 0.1
+    assert whole["final_sparsity"] == pytest.approx(0.8, abs=1e-4)
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 20)  # mid-epoch 2 (12 steps per epoch)
+        with pytest.raises(KeyboardInterrupt):
+            run(config, tmp_path / "cut")
+    assert _comparable(run(config, tmp_path / "cut")) == _comparable(whole)
+
+
+def test_compiled_run_follows_the_eager_run(tmp_path):
+    """torch.compile wraps the forward only: the Pruner sees the same parameters and keeps the schedule."""
+    base = dict(arch="tiny", dataset="digits", recipe="gmp", target_sparsity=0.8, epochs=4, prune_end_epoch=1,
+                prune_every=4, lr=0.05, progress=False)
+    compiled = run(RunConfig(**base, compile=True), tmp_path)
+    eager = run(RunConfig(**base), tmp_path)
+    assert compiled["status"] == "completed" and compiled["runtime"]["compile"] is True
+    assert compiled["kept_weights"] == eager["kept_weights"] == round(0.2 * eager["prunable_weights"])
+    assert [row[:2] for row in compiled["prune_log"]] == [row[:2] for row in eager["prune_log"]]
+    assert eager["final_test_acc"] >= 0.3  # chance is 0.1
+    assert abs(compiled["final_test_acc"] - eager["final_test_acc"]) <= 0.1

@@ -6,6 +6,8 @@ the usual adaptation of ImageNet ResNets to CIFAR.
 
 from torch import Tensor, nn
 
+from .pool import GlobalAvgPool
+
 
 def _shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Module:
     """1x1 conv + BN projection when the shape changes, identity otherwise."""
@@ -74,7 +76,7 @@ class ResNet(nn.Module):
                 in_ch = planes * block.expansion
             stages.append(nn.Sequential(*layers))
         self.layers = nn.Sequential(*stages)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = GlobalAvgPool()
         self.fc = nn.Linear(in_ch, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -82,7 +84,7 @@ class ResNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.layers(self.relu(self.bn1(self.conv1(x))))
-        return self.fc(self.pool(x).flatten(1))
+        return self.fc(self.pool(x))
 
 
 def resnet20(num_classes: int = 10) -> ResNet:

@@ -6,6 +6,8 @@ sizes to distribute sparsity over, while one epoch on ~1.4 k images takes about 
 
 from torch import Tensor, nn
 
+from .pool import GlobalAvgPool
+
 
 def _conv_bn(in_ch: int, out_ch: int) -> list[nn.Module]:
     return [nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False),
@@ -18,7 +20,7 @@ class TinyCNN(nn.Module):
         self.features = nn.Sequential(
             *_conv_bn(3, 16), nn.MaxPool2d(2),
             *_conv_bn(16, 32), nn.MaxPool2d(2),
-            *_conv_bn(32, 64), nn.AdaptiveAvgPool2d(1),
+            *_conv_bn(32, 64), GlobalAvgPool(),
         )
         self.classifier = nn.Linear(64, num_classes)
         for m in self.modules():
@@ -26,7 +28,7 @@ class TinyCNN(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.features(x).flatten(1))
+        return self.classifier(self.features(x))
 
 
 def tiny(num_classes: int = 10) -> TinyCNN:

@@ -2,6 +2,8 @@
 
 from torch import Tensor, nn
 
+from .pool import GlobalAvgPool
+
 CFG_19 = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
           512, 512, 512, 512, "M", 512, 512, 512, 512]
 
@@ -25,14 +27,14 @@ class VGG(nn.Module):
                            nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
                 in_ch = v
         self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = GlobalAvgPool()
         self.classifier = nn.Linear(in_ch, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.pool(self.features(x)).flatten(1))
+        return self.classifier(self.pool(self.features(x)))
 
 
 def vgg19(num_classes: int = 10) -> VGG:

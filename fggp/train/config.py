@@ -18,6 +18,9 @@ from ..models import MODELS
 from ..pruning import RECIPES, get_recipe
 from ..pruning.validate import at_least, in_range, one_of
 
+PRECISIONS = ("auto", "fp32", "bf16")
+NOT_IDENTITY = ("data_dir", "download", "progress", "device", "channels_last")
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -44,6 +47,8 @@ class RunConfig:
     data_dir: str = "data"
     download: bool = True  # fetch CIFAR-10 when missing (never another dataset instead)
     deterministic: bool = False
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    channels_last: bool | None = None  # None: channels_last on CUDA; a layout, not part of the run's identity
     augment: bool | None = None  # None: the dataset's default (off for digits)
     compile: bool = False
     progress: bool = True
@@ -84,6 +89,13 @@ class RunConfig:
             in_range("lr_milestones", m, 0, 1)
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device: {self.device!r} is not one of auto, cpu, cuda, cuda:N")
+        one_of("precision", self.precision, PRECISIONS)
+        for name in ("nesterov", "download", "deterministic", "compile", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: {getattr(self, name)!r} must be true or false")
+        for name in ("augment", "channels_last"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: {getattr(self, name)!r} must be true, false or none")
         self.pruning_recipe()  # rate / grad_window are checked by the recipe
 
     def pruning_recipe(self):
@@ -95,9 +107,10 @@ class RunConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def identity(self) -> dict:
-        """The fields that name the run: not where data lives, whether a bar is drawn, or which GPU runs it."""
+        """The fields that name the run: not where data lives, whether a bar is drawn, which GPU runs it,
+        or how its tensors are laid out in memory."""
         d = self.to_dict()
-        for key in ("data_dir", "download", "progress", "device"):
+        for key in NOT_IDENTITY:
             d.pop(key)
         return d
 

@@ -39,6 +39,28 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def resolve_runtime(config: RunConfig, device: torch.device) -> dict:
+    """What ``auto`` and ``None`` mean on this device: bf16 autocast and channels_last on CUDA, fp32 NCHW on CPU."""
+    cuda = device.type == "cuda"
+    precision = config.precision if config.precision != "auto" else ("bf16" if cuda else "fp32")
+    channels_last = cuda if config.channels_last is None else config.channels_last
+    return {"precision": precision, "channels_last": channels_last, "compile": config.compile,
+            "deterministic": config.deterministic}
+
+
+def _set_determinism(deterministic: bool, device: torch.device) -> None:
+    """Deterministic kernels for exact resume; otherwise let cuDNN pick the fastest convolution per shape.
+
+    cuBLAS is deterministic only with a fixed workspace, which it reads from the environment when its
+    first handle is made, so the variable is set before any GPU work of the run.
+    """
+    if deterministic and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
+
+
 def lr_at(config: RunConfig, epoch: int) -> float:
     """Step decay as a pure function of the epoch, so a resumed run needs no scheduler state."""
     passed = sum(1 for m in config.lr_milestones if epoch >= round(m * config.epochs))
@@ -94,16 +116,17 @@ class _Trainer:
         self.config, self.device, self.log = config, device, log
         self.run_dir: Path | None = None
         c = config
-        if c.deterministic:
-            torch.use_deterministic_algorithms(True)
-            torch.backends.cudnn.benchmark = False
+        self.runtime = resolve_runtime(c, device)
+        _set_determinism(c.deterministic, device)
         torch.manual_seed(c.seed)
         augment = data.augment if c.augment is None else c.augment
+        channels_last = self.runtime["channels_last"]
         self.train_loader = DeviceLoader(data.train, c.batch_size, train=True, mean=data.mean, std=data.std,
-                                         device=device, seed=c.seed, augment=augment)
-        self.test_loader = DeviceLoader(data.test, 500, train=False, mean=data.mean, std=data.std, device=device)
+                                         device=device, seed=c.seed, augment=augment, channels_last=channels_last)
+        self.test_loader = DeviceLoader(data.test, 500, train=False, mean=data.mean, std=data.std, device=device,
+                                        channels_last=channels_last)
         self.model = build_model(c.arch, num_classes=data.num_classes).to(device)
-        if device.type == "cuda":
+        if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=c.lr, momentum=c.momentum,
                                          nesterov=c.nesterov and c.momentum > 0, weight_decay=c.weight_decay)
@@ -115,7 +138,8 @@ class _Trainer:
             prune_every=c.prune_every, total_steps=c.epochs * self.steps_per_epoch, seed=c.seed,
         )
         self.forward = torch.compile(self.model) if c.compile else self.model
-        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
+        self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if self.runtime["precision"] == "bf16"
+                         else nullcontext())
         self.history: list[dict] = []
         self.prune_log: list[list] = []
         self.epoch = 0
@@ -257,6 +281,7 @@ class _Trainer:
             "steps_done": self.pruner.step,
             "wall_seconds": self.elapsed,
             "device": _device_name(self.device),
+            "runtime": self.runtime,
             "versions": {"fggp": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
                          "python": platform.python_version()},
             "seed": c.seed,
@@ -286,4 +311,4 @@ def _device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
-__all__ = ["run", "lr_at", "resolve_device"]
+__all__ = ["run", "lr_at", "resolve_device", "resolve_runtime"]
