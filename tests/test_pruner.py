@@ -166,6 +166,26 @@ def test_masked_training_keeps_pruned_weights_and_momentum_at_zero():
     assert pruner.sparsity == pytest.approx(0.9, abs=1 / pruner.total)
 
 
+@pytest.mark.parametrize("recipe", ["fggp", "granet"])
+def test_channels_last_model_prunes_the_same_weights(recipe):
+    """The GPU layout: masks, multipliers and selections follow the logical (NCHW) order, not the strides."""
+    pruners = []
+    for channels_last in (False, True):
+        model = small_net()
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        opt = sgd(model)
+        pruner = Pruner(model, opt, recipe, target_sparsity=0.9, initial_sparsity=0.5, end_step=20, prune_every=5)
+        train(model, pruner, opt, 25, seed=3)
+        pruners.append(pruner)
+    contiguous, strided = pruners
+    conv = strided.params["0.weight"]
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert strided.mask_hash() == contiguous.mask_hash()
+    for n, param in strided.params.items():
+        assert not param.detach()[~strided.masks[n]].any()
+
+
 def test_one_shot_global_magnitude_equals_torch_global_unstructured():
     model = build_model("resnet20")
     reference = copy.deepcopy(model)

@@ -98,8 +98,9 @@ class Pruner:
         return masks
 
     def _refresh(self) -> None:
-        """Cache float multipliers of the masks and zero what they prune."""
-        self._mults = [self.masks[n].to(self.params[n].dtype) for n in self.names]
+        """Cache float multipliers of the masks, laid out like their weights (channels_last too), and zero
+        what they prune."""
+        self._mults = [torch.empty_like(self.params[n]).copy_(self.masks[n]) for n in self.names]
         self._weights = [self.params[n] for n in self.names]
         if self.recipe.prunes:
             apply_masks(self._weights, self._mults, self.optimizer)
