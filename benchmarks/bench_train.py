@@ -8,33 +8,34 @@ CIFAR-shaped synthetic uint8 images (their content does not change the amount of
    Dataset that turns each uint8 HWC array into a PIL image (as ``torchvision.datasets.CIFAR10``
    does) and applies ``RandomCrop(32, padding=4, padding_mode="reflect")``, ``RandomHorizontalFlip``,
    ``ToTensor`` and ``Normalize`` in ``--workers`` worker processes, shuffled, pinned on CUDA; an fp32
-   NCHW model; SGD (momentum 0.9, Nesterov, weight decay 5e-4).
-2. ``fggp``: the loop of ``fggp.train.run._Trainer._train_epoch``: ``DeviceLoader`` (uint8 data on
-   the device, one batched gather for crop and flip), bf16 autocast and a channels_last model on
-   CUDA, ``torch.compile`` with ``--compile``, the same SGD, with no Pruner.
-3. ``fggp_masked``: the same with a ``Pruner`` whose masks are 90% sparse from the start (ERK,
-   ``initial_sparsity == target_sparsity``, so it never prunes) and whose ``before_step()`` and
-   ``after_step()`` run every step: the steady-state cost of training under masks.
+   NCHW model; SGD (momentum 0.9, Nesterov, weight decay 5e-4). ``--warmup`` untimed steps, then
+   ``--steps`` timed ones; its epoch is extrapolated as steps_per_epoch x seconds/step (worker start-up
+   left out, in its favour).
+2. ``fggp``: the run's own trainer, ``fggp.train.run._Trainer`` with the ``dense`` recipe, timed over
+   whole epochs of ``_train_epoch``: ``DeviceLoader`` (uint8 data on the device, one batched gather for
+   crop and flip), bf16 autocast and channels_last on CUDA, ``torch.compile`` with ``--compile``. One
+   warm-up epoch (compilation happens there: ``warmup_seconds``), then ``--epochs`` timed epochs.
+3. ``fggp_masked``: the same with the ``gmp`` recipe whose ERK masks are 90% sparse from the start
+   (``initial_sparsity == target_sparsity``, so it never prunes) and whose ``before_step()`` and
+   ``after_step()`` run every step: the steady-state cost of training under masks. Its ``evaluate()``
+   over ``--test-images`` and one epoch-end checkpoint write are timed too.
 4. One pruning step of ``fggp``, ``gmp`` and ``granet``: ``before_step(); after_step()`` at the first
    pruning step of the GraNet-recipe schedule (target 0.9, every 1000 steps over epochs 0..80), with
    ``.grad`` filled and momentum buffers present; one untimed warm-up, then the median of
    ``--prune-repeats``.
 
-Timing: ``--warmup`` steps (torch.compile's compilation happens there; their time is reported as
-``warmup_seconds``), then ``--steps`` timed steps, data loading included, with
-``torch.cuda.synchronize()`` on CUDA before and after. An epoch's time is extrapolated as
-steps_per_epoch x seconds/step, with steps_per_epoch = ceil(images / batch size) (391 at the
-defaults), so per-epoch set-up (worker start-up, the epoch's permutation) is left out.
+``torch.cuda.synchronize()`` brackets every timing on CUDA; cuDNN's benchmark mode is on for both
+pipelines on CUDA, as the trainer sets it.
 
 Ratios: ``speedup_vs_reference`` = fggp / reference images/s; ``masked_over_dense`` = fggp_masked /
 fggp images/s; ``prune_fraction_of_run`` = pruning steps in a 160-epoch run x one step's seconds /
-(160 x one fggp epoch); ``projected_run_minutes`` = 160 fggp_masked epochs (a pruning run trains with
-its Pruner hooks on every step) plus all pruning steps of the ``fggp`` recipe. Evaluation, checkpoint
-writes and compilation are not in the projection. Targets are printed with PASS/MISS, never raised.
+(160 x one fggp epoch); ``projected_run_minutes`` = compilation (warm-up epoch minus a timed one) + 160 x
+(fggp_masked epoch + evaluation + checkpoint write) + all pruning steps of the ``fggp`` recipe: a whole
+run but for start-up. Targets are printed with PASS/MISS, never raised.
 
-    .venv/bin/python benchmarks/bench_train.py                           # GPU machine: vgg19,resnet50
-    .venv/bin/python benchmarks/bench_train.py --device cpu --arch tiny --images 512 --batch-size 64 \\
-        --workers 0 --warmup 1 --steps 2                                 # CPU smoke run
+    python benchmarks/bench_train.py                                     # GPU machine: vgg19,resnet50
+    python benchmarks/bench_train.py --device cpu --arch tiny --images 512 --test-images 256 \\
+        --batch-size 64 --workers 0 --warmup 1 --steps 2                # CPU smoke run
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ import os
 import platform
 import re
 import statistics
+import tempfile
 import time
-from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -57,11 +58,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms
 
-from fggp.data import DeviceLoader, Split
+from fggp.data import Dataset, Split
 from fggp.models import MODELS, build_model
 from fggp.pruning import Pruner, SparsitySchedule
-from fggp.train.checkpoint import atomic_write
-from fggp.train.run import DIVERGENCE_CHECK_EVERY
+from fggp.train import RunConfig
+from fggp.train.checkpoint import atomic_write, save_checkpoint
+from fggp.train.run import _Trainer
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 5e-4
@@ -148,6 +150,7 @@ def new_model(arch: str, device: torch.device, channels_last: bool) -> torch.nn.
 
 
 def measure_reference(arch: str, split: Split, args, device: torch.device) -> dict:
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # as fggp's trainer sets it: no edge from it
     model = new_model(arch, device, channels_last=False).train()
     optimizer = make_sgd(model)
     loader = reference_loader(split, args.batch_size, args.workers, device)
@@ -165,47 +168,46 @@ def measure_reference(arch: str, split: Split, args, device: torch.device) -> di
         batches.close()
 
 
-def measure_fggp(arch: str, split: Split, args, device: torch.device, masked: bool) -> dict:
-    """The step of ``_Trainer._train_epoch``: autocast forward, backward, Pruner hooks, SGD, on-device stats."""
-    cuda = device.type == "cuda"
-    model = new_model(arch, device, channels_last=cuda).train()
-    optimizer = make_sgd(model)
-    loader = DeviceLoader(split, args.batch_size, train=True, mean=MEAN, std=STD, device=device, seed=0)
-    pruner = None
+def trainer_config(arch: str, args, device: torch.device, masked: bool) -> RunConfig:
+    """The GraNet recipe as a RunConfig; masked: ERK masks 90% sparse from the start that never prune."""
+    sparsity = TARGET_SPARSITY if masked else 0.0
+    return RunConfig(arch=arch, dataset="synthetic", recipe=MASK_RECIPE if masked else "dense",
+                     target_sparsity=sparsity, initial_sparsity=sparsity, epochs=RUN_EPOCHS,
+                     batch_size=args.batch_size, prune_end_epoch=PRUNE_END_EPOCH, prune_every=PRUNE_EVERY,
+                     compile=args.compile, progress=False, device=str(device))
+
+
+def measure_fggp(arch: str, split: Split, test: Split, args, device: torch.device, masked: bool) -> dict:
+    """Whole epochs of the run's own ``_Trainer``: one to warm up (compilation), then ``--epochs`` timed.
+
+    Also timed: one ``evaluate()`` over the test split and one epoch-end checkpoint write, the other
+    per-epoch costs of a run.
+    """
+    data = Dataset("synthetic", train=split, test=test, num_classes=10, mean=MEAN, std=STD)
+    trainer = _Trainer(trainer_config(arch, args, device, masked), data, device, log=lambda message: None)
+    synchronize(device)
+    start = time.perf_counter()
+    trainer._train_epoch(0)
+    warm = time.perf_counter()
+    for epoch in range(1, args.epochs + 1):
+        trainer._train_epoch(epoch)
+    synchronize(device)
+    timed = time.perf_counter()
+    trainer.evaluate()  # the eval graph compiles here
+    synchronize(device)
+    eval_start = time.perf_counter()
+    trainer.evaluate()
+    eval_end = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        save_checkpoint(Path(tmp), trainer._state())
+        checkpoint_seconds = time.perf_counter() - eval_end
+    epoch_seconds = (timed - warm) / args.epochs
+    result = {"seconds_per_step": epoch_seconds / trainer.steps_per_epoch, "epoch_seconds": epoch_seconds,
+              "warmup_seconds": warm - start, "eval_seconds": eval_end - eval_start,
+              "checkpoint_seconds": checkpoint_seconds, "runtime": trainer.runtime}
     if masked:
-        steps_per_epoch = len(loader)
-        pruner = Pruner(model, optimizer, MASK_RECIPE, target_sparsity=TARGET_SPARSITY,
-                        initial_sparsity=TARGET_SPARSITY, end_step=PRUNE_END_EPOCH * steps_per_epoch,
-                        prune_every=PRUNE_EVERY, total_steps=RUN_EPOCHS * steps_per_epoch)
-    forward = torch.compile(model) if args.compile else model
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    pending = []
-
-    def step(batch):
-        nonlocal loss_sum, correct
-        x, y = batch
-        with autocast:
-            logits = forward(x)
-            loss = F.cross_entropy(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if pruner is not None:
-            pruner.before_step()
-        optimizer.step()
-        if pruner is not None:
-            pruner.after_step()
-        loss_sum += loss.detach().float() * len(y)
-        correct += (logits.argmax(1) == y).sum()
-        pending.append(loss.detach())
-        if len(pending) >= DIVERGENCE_CHECK_EVERY:
-            torch.isfinite(torch.stack(pending).float()).all().item()
-            pending.clear()
-
-    result = time_steps(step, endless(loader.iter_epoch), args.warmup, args.steps, device)
-    if pruner is not None:
-        result["sparsity"] = pruner.sparsity
+        result["sparsity"] = trainer.pruner.sparsity
+    del trainer
     if args.compile:
         torch._dynamo.reset()
     return result
@@ -247,15 +249,16 @@ def time_pruning_step(arch: str, recipe: str, steps_per_epoch: int, repeats: int
 
 
 # ------------------------------------------------------------------------------------ one arch
-def run_arch(arch: str, split: Split, args, device: torch.device, log=print) -> dict:
+def run_arch(arch: str, split: Split, test: Split, args, device: torch.device, log=print) -> dict:
     steps_per_epoch = math.ceil(len(split) / args.batch_size)
     pipelines = {}
     for name in PIPELINES:
         log(f"{arch}: timing {name} ...")
         if name == "reference":
             pipelines[name] = measure_reference(arch, split, args, device)
+            pipelines[name]["epoch_seconds"] = steps_per_epoch * pipelines[name]["seconds_per_step"]
         else:
-            pipelines[name] = measure_fggp(arch, split, args, device, masked=name == "fggp_masked")
+            pipelines[name] = measure_fggp(arch, split, test, args, device, masked=name == "fggp_masked")
         if device.type == "cuda":
             torch.cuda.empty_cache()
     prune = {}
@@ -269,11 +272,13 @@ def summarize(runs: dict, args, device: torch.device, load_avg: float) -> dict:
     """The JSON document: raw timings per arch, then the ratios and the projection."""
     images_per_second, epoch_seconds, warmup_seconds = {}, {}, {}
     speedup, masked, fraction, minutes, prune_seconds = {}, {}, {}, {}, {}
-    pruning_steps = {}
+    pruning_steps, per_epoch_extra, runtime = {}, {}, {}
     for arch, run in runs.items():
         spe, pipes = run["steps_per_epoch"], run["pipelines"]
-        images_per_second[arch] = {n: args.batch_size / p["seconds_per_step"] for n, p in pipes.items()}
-        epoch_seconds[arch] = {n: spe * p["seconds_per_step"] for n, p in pipes.items()}
+        ref = pipes["reference"]
+        images_per_second[arch] = {"reference": args.batch_size / ref["seconds_per_step"],
+                                   **{n: args.images / pipes[n]["epoch_seconds"] for n in PIPELINES[1:]}}
+        epoch_seconds[arch] = {n: p["epoch_seconds"] for n, p in pipes.items()}
         warmup_seconds[arch] = {n: p["warmup_seconds"] for n, p in pipes.items()}
         ips, epoch = images_per_second[arch], epoch_seconds[arch]
         speedup[arch] = ips["fggp"] / ips["reference"]
@@ -282,7 +287,15 @@ def summarize(runs: dict, args, device: torch.device, load_avg: float) -> dict:
         pruning_steps[arch] = count
         prune_seconds[arch] = run["prune_step_seconds"]
         fraction[arch] = {r: count * s / (RUN_EPOCHS * epoch["fggp"]) for r, s in prune_seconds[arch].items()}
-        minutes[arch] = (RUN_EPOCHS * epoch["fggp_masked"] + count * prune_seconds[arch]["fggp"]) / 60
+        run_pipe = pipes["fggp_masked"]
+        per_epoch_extra[arch] = {"eval_seconds": run_pipe["eval_seconds"],
+                                 "checkpoint_seconds": run_pipe["checkpoint_seconds"]}
+        compile_seconds = max(0.0, run_pipe["warmup_seconds"] - run_pipe["epoch_seconds"])
+        minutes[arch] = (compile_seconds
+                         + RUN_EPOCHS * (run_pipe["epoch_seconds"] + run_pipe["eval_seconds"]
+                                         + run_pipe["checkpoint_seconds"])
+                         + count * prune_seconds[arch]["fggp"]) / 60
+        runtime[arch] = run_pipe["runtime"]
     name = device_name(device)
     result = {
         "device": name,
@@ -291,18 +304,22 @@ def summarize(runs: dict, args, device: torch.device, load_avg: float) -> dict:
         "torch": torch.__version__,
         "settings": {
             "arch": list(runs), "images": args.images, "batch_size": args.batch_size, "workers": args.workers,
-            "warmup": args.warmup, "steps": args.steps, "compile": args.compile, "prune_repeats": args.prune_repeats,
+            "warmup": args.warmup, "steps": args.steps, "epochs": args.epochs, "test_images": args.test_images,
+            "compile": args.compile, "prune_repeats": args.prune_repeats,
             "autocast": "bf16" if device.type == "cuda" else "none (fp32)",
-            "channels_last_model": device.type == "cuda", "threads": torch.get_num_threads(),
+            "channels_last_model": device.type == "cuda", "trainer_runtime": runtime,
+            "cudnn_benchmark": device.type == "cuda", "threads": torch.get_num_threads(),
             "load_avg_1min_at_start": load_avg, "mask_recipe": MASK_RECIPE, "mask_sparsity": TARGET_SPARSITY,
             "run_epochs": RUN_EPOCHS, "prune_end_epoch": PRUNE_END_EPOCH, "prune_every": PRUNE_EVERY,
             "steps_per_epoch": {a: r["steps_per_epoch"] for a, r in runs.items()},
             "pruning_steps_per_run": pruning_steps,
-            "epoch_seconds_method": "steps_per_epoch x seconds per timed step",
+            "epoch_seconds_method": {"reference": "steps_per_epoch x seconds per timed step",
+                                     "fggp": "whole epochs of fggp.train.run._Trainer, after one warm-up epoch"},
         },
         "images_per_second": images_per_second,
         "epoch_seconds": epoch_seconds,
         "warmup_seconds": warmup_seconds,
+        "per_epoch_extra_seconds": per_epoch_extra,
         "mask_sparsity_measured": {a: r["pipelines"]["fggp_masked"]["sparsity"] for a, r in runs.items()},
         "prune_step_seconds": prune_seconds,
         "speedup_vs_reference": speedup,
@@ -348,14 +365,18 @@ def percent(fraction: float) -> str:
 def print_report(res: dict) -> None:
     s = res["settings"]
     print(f"\n{res['device']}, torch {res['torch']}, {res['date']}: batch {s['batch_size']}, {s['images']} images, "
-          f"{s['workers']} workers, {s['warmup']} warm-up + {s['steps']} timed steps, compile {s['compile']}, "
-          f"autocast {s['autocast']}, {s['threads']} threads, load average {s['load_avg_1min_at_start']:.2f} at start")
-    print(f"epoch = steps_per_epoch x seconds/step (extrapolated from {s['steps']} steps)\n")
+          f"compile {s['compile']}, autocast {s['autocast']}, {s['threads']} threads, "
+          f"load average {s['load_avg_1min_at_start']:.2f} at start")
+    print(f"reference epoch = steps_per_epoch x seconds/step ({s['workers']} workers, {s['warmup']} warm-up + "
+          f"{s['steps']} timed steps); fggp epochs: the trainer's, 1 warm-up + {s['epochs']} timed\n")
     print(f"{'arch':<10}{'pipeline':<14}{'images/s':>12}{'s/epoch':>10}{'warm-up s':>11}")
     for arch in res["images_per_second"]:
         for name in PIPELINES:
             print(f"{arch:<10}{name:<14}{res['images_per_second'][arch][name]:>12.1f}"
                   f"{res['epoch_seconds'][arch][name]:>10.2f}{res['warmup_seconds'][arch][name]:>11.2f}")
+    for arch, extra in res["per_epoch_extra_seconds"].items():
+        print(f"{arch}: evaluation {extra['eval_seconds']:.2f} s and checkpoint write {extra['checkpoint_seconds']:.2f} s "
+              f"per epoch")
     print(f"\n{'arch':<10}{'speedup':>9}{'masked/dense':>14}{'run min':>9}   prune step s (fraction of run)")
     for arch in res["images_per_second"]:
         prune = "  ".join(f"{r} {res['prune_step_seconds'][arch][r]:.4f} ({percent(res['prune_fraction_of_run'][arch][r])})"
@@ -377,19 +398,23 @@ def markdown_section(res: dict) -> str:
     if not on_target_device(res):
         lines += [f"Not an {' / '.join(TARGET_DEVICES)}: these numbers are not comparable with the targets.", ""]
     lines += [
-        f"Measured {res['date']}, torch {res['torch']}: batch {s['batch_size']}, {s['images']} synthetic images, "
-        f"{s['workers']} loader workers, {s['warmup']} warm-up + {s['steps']} timed steps, compile {s['compile']}, "
-        f"autocast {s['autocast']}, {s['threads']} threads (load average {s['load_avg_1min_at_start']:.2f} at start). "
-        f"Epoch seconds = steps per epoch x seconds per timed step.",
+        f"Measured {res['date']}, torch {res['torch']}: batch {s['batch_size']}, {s['images']} synthetic training "
+        f"and {s['test_images']} test images, compile {s['compile']}, autocast {s['autocast']}, {s['threads']} "
+        f"threads (load average {s['load_avg_1min_at_start']:.2f} at start). Reference: {s['workers']} loader "
+        f"workers, {s['warmup']} warm-up + {s['steps']} timed steps, epoch = steps per epoch x seconds per step. "
+        f"fggp: the run's trainer, 1 warm-up + {s['epochs']} timed epoch(s).",
         "",
         "| arch | reference img/s | fggp img/s | fggp masked img/s | speedup vs reference | masked / dense "
-        "| fggp s/epoch | projected 160-epoch run (min) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| fggp s/epoch | eval + checkpoint s/epoch | projected 160-epoch run (min) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for arch, ips in res["images_per_second"].items():
+        extra = res["per_epoch_extra_seconds"][arch]
         lines.append(f"| {arch} | {ips['reference']:.1f} | {ips['fggp']:.1f} | {ips['fggp_masked']:.1f} "
                      f"| {res['speedup_vs_reference'][arch]:.2f}x | {res['masked_over_dense'][arch]:.3f} "
-                     f"| {res['epoch_seconds'][arch]['fggp']:.2f} | {res['projected_run_minutes'][arch]:.2f} |")
+                     f"| {res['epoch_seconds'][arch]['fggp']:.2f} "
+                     f"| {extra['eval_seconds'] + extra['checkpoint_seconds']:.2f} "
+                     f"| {res['projected_run_minutes'][arch]:.2f} |")
     lines += ["", "| arch | recipe | one pruning step (s) | pruning steps per run | fraction of run |",
               "|---|---|---:|---:|---:|"]
     for arch, recipes in res["prune_step_seconds"].items():
@@ -437,8 +462,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--images", type=int, default=50000, help="synthetic training images (CIFAR-10 has 50000)")
     parser.add_argument("--workers", type=int, default=4, help="DataLoader workers of the reference pipeline")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed steps before the timed ones")
-    parser.add_argument("--steps", type=int, default=50, help="timed steps per pipeline")
+    parser.add_argument("--test-images", type=int, default=10000, help="synthetic test images (CIFAR-10 has 10000)")
+    parser.add_argument("--warmup", type=int, default=10, help="reference: untimed steps before the timed ones")
+    parser.add_argument("--steps", type=int, default=50, help="reference: timed steps")
+    parser.add_argument("--epochs", type=int, default=1,
+                        help="fggp pipelines: timed epochs of the run's trainer, after one warm-up epoch")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile the fggp pipelines (default: on for CUDA, off for CPU)")
     parser.add_argument("--prune-repeats", type=int, default=3, help="timed pruning steps per recipe (median)")
@@ -452,8 +480,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     unknown = [a for a in args.arch if a not in MODELS] or ([] if args.arch else [""])
     if unknown:
         parser.error(f"--arch: {unknown[0]!r} is not one of {', '.join(sorted(MODELS))}")
-    for name, low in (("batch_size", 1), ("images", 1), ("steps", 1), ("prune_repeats", 1), ("workers", 0),
-                      ("warmup", 0)):
+    for name, low in (("batch_size", 1), ("images", 1), ("test_images", 1), ("steps", 1), ("epochs", 1),
+                      ("prune_repeats", 1), ("workers", 0), ("warmup", 0)):
         if getattr(args, name) < low:
             parser.error(f"--{name.replace('_', '-')}: {getattr(args, name)} must be >= {low}")
     try:
@@ -476,7 +504,8 @@ def main(argv=None) -> dict:
         torch.cuda.set_device(device)
     load_avg = os.getloadavg()[0]
     split = synthetic_split(args.images, args.seed)
-    runs = {arch: run_arch(arch, split, args, device) for arch in args.arch}
+    test = synthetic_split(args.test_images, args.seed + 1)
+    runs = {arch: run_arch(arch, split, test, args, device) for arch in args.arch}
     res = summarize(runs, args, device, load_avg)
     print_report(res)
     path = args.out_dir / f"{res['device_slug']}.json"

@@ -15,10 +15,10 @@ from scipy.stats import chisquare
 from fggp.data import apply_augmentation, draw_augmentation
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
-SMALL = ["--device", "cpu", "--arch", "tiny", "--images", "512", "--batch-size", "64", "--workers", "0",
+SMALL = ["--device", "cpu", "--arch", "tiny", "--images", "512", "--test-images", "256", "--batch-size", "64", "--workers", "0",
          "--warmup", "1", "--steps", "2"]
 KEYS = ["device", "date", "torch", "settings", "images_per_second", "epoch_seconds", "speedup_vs_reference",
-        "masked_over_dense", "prune_fraction_of_run", "projected_run_minutes"]
+        "masked_over_dense", "prune_fraction_of_run", "projected_run_minutes", "per_epoch_extra_seconds"]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,13 @@ def test_small_cpu_run_writes_the_json(small_run):
     assert all(v > 0 for v in res["epoch_seconds"]["tiny"].values())
     assert res["speedup_vs_reference"]["tiny"] > 0
     assert res["masked_over_dense"]["tiny"] > 0
-    assert res["projected_run_minutes"]["tiny"] > 0
+    extra = res["per_epoch_extra_seconds"]["tiny"]
+    assert extra["eval_seconds"] > 0 and extra["checkpoint_seconds"] > 0
+    whole_epochs = 160 * (res["epoch_seconds"]["tiny"]["fggp_masked"] + extra["eval_seconds"]
+                          + extra["checkpoint_seconds"]) / 60
+    assert res["projected_run_minutes"]["tiny"] >= whole_epochs  # plus compilation and pruning steps
+    assert res["settings"]["trainer_runtime"]["tiny"] == {"precision": "fp32", "channels_last": False,
+                                                         "compile": False, "deterministic": False}
     assert set(res["prune_fraction_of_run"]["tiny"]) == {"fggp", "gmp", "granet"}
     assert all(v > 0 for v in res["prune_fraction_of_run"]["tiny"].values())
     assert res["mask_sparsity_measured"]["tiny"] == pytest.approx(0.9, abs=1e-3)
@@ -70,7 +76,7 @@ def test_markdown_section_is_replaced_in_place(bench, small_run, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["PERFORMANCE.md"]
 
 
-@pytest.mark.parametrize("argv", [["--arch", "nope"], ["--steps", "0"], ["--workers", "-1"], ["--device", "tpu"]])
+@pytest.mark.parametrize("argv", [["--arch", "nope"], ["--steps", "0"], ["--epochs", "0"], ["--workers", "-1"], ["--device", "tpu"]])
 def test_bad_arguments_exit_with_usage(bench, argv, tmp_path):
     with pytest.raises(SystemExit) as exc:
         bench.main(["--arch", "tiny", "--out-dir", str(tmp_path), *argv])
