@@ -136,3 +136,25 @@ def test_bad_input_names_the_field(kwargs, field):
     args.update(kwargs)
     with pytest.raises(ValueError, match=rf"^{field}:"):
         select_prune(**args)
+
+
+@pytest.mark.parametrize("warn_only", [False, True])
+def test_selection_runs_under_deterministic_mode_as_cuda_enforces_it(monkeypatch, warn_only):
+    """CUDA's deterministic mode refuses kthvalue (its index among ties may vary); we read only the value."""
+    real = torch.kthvalue
+
+    def kthvalue_as_on_cuda(*args, **kwargs):
+        if torch.are_deterministic_algorithms_enabled():
+            raise RuntimeError("kthvalue CUDA does not have a deterministic implementation")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "kthvalue", kthvalue_as_on_cuda)
+    scores = torch.tensor([3.0, 1.0, 2.0, 1.0, 5.0, 1.0])
+    torch.use_deterministic_algorithms(True, warn_only=warn_only)
+    try:
+        picked = k_smallest(scores, 2)
+        assert torch.are_deterministic_algorithms_enabled()  # restored, with its warn_only flag
+        assert torch.is_deterministic_algorithms_warn_only_enabled() == warn_only
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert picked.tolist() == [False, True, False, True, False, False]

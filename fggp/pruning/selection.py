@@ -8,6 +8,7 @@ about six times as much (REFERENCE.md, "Numbers worth knowing").
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from fractions import Fraction
 
 import torch
@@ -28,11 +29,30 @@ def k_smallest(scores: torch.Tensor, k: int) -> torch.Tensor:
         return torch.zeros(n, dtype=torch.bool, device=scores.device)
     if k >= n:
         return torch.ones(n, dtype=torch.bool, device=scores.device)
-    kth = torch.kthvalue(scores, k).values
+    with _values_only():
+        kth = torch.kthvalue(scores, k).values
     below = scores < kth
     room = k - int(torch.count_nonzero(below))
     below[(scores == kth).nonzero().squeeze(1)[:room]] = True
     return below
+
+
+@contextmanager
+def _values_only():
+    """Let ``torch.kthvalue`` run under ``torch.use_deterministic_algorithms(True)``.
+
+    On CUDA that mode refuses kthvalue because *which index* it returns among equal values may vary; only
+    the value is used here, and the value is the same whatever the index, so the selection stays exact.
+    """
+    if not torch.are_deterministic_algorithms_enabled():
+        yield
+        return
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(False)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(True, warn_only=warn_only)
 
 
 def pool_size(k: int, n_active: int, rate: float) -> int:
