@@ -299,7 +299,7 @@ def summarize(runs: dict, args, device: torch.device, load_avg: float) -> dict:
     name = device_name(device)
     result = {
         "device": name,
-        "device_slug": slug(name) if device.type == "cuda" else "cpu",
+        "device_slug": device_slug(device),
         "date": datetime.now(timezone.utc).date().isoformat(),
         "torch": torch.__version__,
         "settings": {
@@ -326,9 +326,30 @@ def summarize(runs: dict, args, device: torch.device, load_avg: float) -> dict:
         "masked_over_dense": masked,
         "prune_fraction_of_run": fraction,
         "projected_run_minutes": minutes,
+        "raw": runs,
     }
     result["targets"] = check_targets(result)
     return result
+
+
+# Settings two invocations must share for their archs to sit in one JSON (--merge).
+MERGE_KEYS = ("images", "test_images", "batch_size", "workers", "warmup", "steps", "epochs", "compile",
+              "prune_repeats")
+
+
+def earlier_runs(path: Path, args, device: torch.device) -> dict:
+    """The raw measurements of other archs in an earlier JSON of this device, if their settings match."""
+    if not path.exists():
+        return {}
+    previous = json.loads(path.read_text())
+    if previous.get("device") != device_name(device) or "raw" not in previous:
+        raise SystemExit(f"--merge: {path} holds no raw measurements of {device_name(device)}; "
+                         f"move it away or run without --merge")
+    for key in MERGE_KEYS:
+        if previous["settings"].get(key) != getattr(args, key):
+            raise SystemExit(f"--merge: {path} was measured with {key}={previous['settings'].get(key)!r}, "
+                             f"this run uses {getattr(args, key)!r}; use the same settings or run without --merge")
+    return {arch: run for arch, run in previous["raw"].items() if arch not in args.arch}
 
 
 # ------------------------------------------------------------------------------------- targets
@@ -449,8 +470,9 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
-def slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+def device_slug(device: torch.device) -> str:
+    """The JSON's file name: ``nvidia-h100-80gb-hbm3`` on a GPU, ``cpu`` on any CPU."""
+    return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-") if device.type == "cuda" else "cpu"
 
 
 # ----------------------------------------------------------------------------------------- CLI
@@ -474,6 +496,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"),
                         help="the JSON goes to OUT_DIR/<device-slug>.json")
     parser.add_argument("--markdown", type=Path, help="write or update this device's section of this Markdown file")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other archs of an earlier OUT_DIR/<device-slug>.json measured with the same "
+                             "settings (one arch per invocation when one process would take too long)")
     args = parser.parse_args(argv)
 
     args.arch = [a.strip() for a in args.arch.split(",") if a.strip()]
@@ -503,12 +528,13 @@ def main(argv=None) -> dict:
     if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)
     load_avg = os.getloadavg()[0]
+    path = args.out_dir / f"{device_slug(device)}.json"
+    runs = earlier_runs(path, args, device) if args.merge else {}
     split = synthetic_split(args.images, args.seed)
     test = synthetic_split(args.test_images, args.seed + 1)
-    runs = {arch: run_arch(arch, split, test, args, device) for arch in args.arch}
+    runs.update({arch: run_arch(arch, split, test, args, device) for arch in args.arch})
     res = summarize(runs, args, device, load_avg)
     print_report(res)
-    path = args.out_dir / f"{res['device_slug']}.json"
     write_atomic(path, json.dumps(res, indent=2) + "\n")
     print(f"\nwrote {path}")
     if args.markdown:

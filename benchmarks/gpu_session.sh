@@ -3,11 +3,13 @@
 # the repository root; fggp is imported from the checkout, not installed). Results go to $OUT if set,
 # else benchmarks/results; logs are written there too, as the steps run.
 #
-#   bash benchmarks/gpu_session.sh check   # CUDA tests (tests/test_cuda.py) + one pruning step per recipe
-#   bash benchmarks/gpu_session.sh bench   # training throughput: vgg19 and resnet50, docs/PERFORMANCE.md section
+#   bash benchmarks/gpu_session.sh check          # CUDA tests (tests/test_cuda.py) + one pruning step per recipe
+#   bash benchmarks/gpu_session.sh bench [ARCH [OPTION...]]   # training throughput; ARCH alone (vgg19 or
+#       resnet50) merges into the device's JSON already in benchmarks/results/; OPTIONs go to bench_train.py
 #
-# Each phase fits one 10-minute command. Copy $OUT/PERFORMANCE.md over docs/PERFORMANCE.md and the JSON
-# files into benchmarks/results/ afterwards.
+# Each phase, one arch at a time for `bench`, is meant to fit one 10-minute command. Afterwards copy
+# $OUT/<device>.json into benchmarks/results/ and $OUT/PERFORMANCE.md over docs/PERFORMANCE.md (before the
+# second arch, so that it merges), and commit them.
 set -euo pipefail
 phase=${1:-}
 out=${OUT:-benchmarks/results}
@@ -28,11 +30,18 @@ print("python", sys.version.split()[0], "torch", torch.__version__, "torchvision
     exit $status
     ;;
   bench)
-    cp docs/PERFORMANCE.md "$out/PERFORMANCE.md"
-    "$python" benchmarks/bench_train.py --out-dir "$out" --markdown "$out/PERFORMANCE.md" 2>&1 | tee "$out/bench_train.log"
+    arch=${2:-vgg19,resnet50}
+    markdown=docs/PERFORMANCE.md
+    if [ -n "${OUT:-}" ]; then  # a copy that comes back from the device machine
+      cp benchmarks/results/*.json "$out"/ 2>/dev/null || true
+      markdown=$out/PERFORMANCE.md
+      cp docs/PERFORMANCE.md "$markdown"
+    fi
+    "$python" benchmarks/bench_train.py --arch "$arch" --merge --out-dir "$out" --markdown "$markdown" "${@:3}" \
+      2>&1 | tee "$out/bench_train-${arch//,/-}.log"
     ;;
   *)
-    echo "usage: bash benchmarks/gpu_session.sh check|bench" >&2
+    echo "usage: bash benchmarks/gpu_session.sh check | bench [vgg19|resnet50]" >&2
     exit 2
     ;;
 esac

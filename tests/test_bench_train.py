@@ -76,6 +76,19 @@ def test_markdown_section_is_replaced_in_place(bench, small_run, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["PERFORMANCE.md"]
 
 
+def test_merge_keeps_other_archs_measured_with_the_same_settings(bench, small_run, tmp_path):
+    _, res = small_run
+    earlier = json.loads(json.dumps(res))
+    earlier["raw"] = {"other": earlier["raw"]["tiny"]}  # as if an earlier invocation had measured another arch
+    (tmp_path / "cpu.json").write_text(json.dumps(earlier))
+    merged = bench.main(SMALL + ["--out-dir", str(tmp_path), "--merge"])
+    assert set(merged["speedup_vs_reference"]) == {"other", "tiny"}
+    assert merged["images_per_second"]["other"] == res["images_per_second"]["tiny"]
+    assert merged["settings"]["arch"] == ["other", "tiny"]
+    with pytest.raises(SystemExit, match=r"^--merge: .* images=512"):
+        bench.main([*SMALL[:4], "--images", "256", *SMALL[6:], "--out-dir", str(tmp_path), "--merge"])
+
+
 @pytest.mark.parametrize("argv", [["--arch", "nope"], ["--steps", "0"], ["--epochs", "0"], ["--workers", "-1"], ["--device", "tpu"]])
 def test_bad_arguments_exit_with_usage(bench, argv, tmp_path):
     with pytest.raises(SystemExit) as exc:
