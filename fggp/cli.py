@@ -3,6 +3,7 @@
     fggp run key=value ... [--out DIR]          one run (fields of fggp.train.RunConfig)
     fggp sweep GRID.yaml [--jobs N] [--out DIR] [--executor local|submitit-local|slurm ...]
                                                 a grid of runs through the run notebook, then the report
+    fggp sweep GRID.yaml --dry-run [--out DIR]  where each point of the grid stands; runs nothing
     fggp report [RUNS_DIR]                      the aggregation alone
 """
 
@@ -23,7 +24,13 @@ def _run(args) -> int:
 
 
 def _sweep(args) -> int:
-    from .sweep import summarize, sweep
+    from .sweep import count_states, status, summarize, sweep
+
+    if args.dry_run:
+        table = status(args.grid, args.out)
+        print(table.to_string(index=False) if len(table) else "(no points)")
+        print(count_states(table), flush=True)
+        return 0
 
     line, ok = summarize(sweep(args.grid, args.out, jobs=args.jobs, executor=args.executor, partition=args.partition,
                                gpus_per_run=args.gpus_per_run, timeout_min=args.timeout_min,
@@ -56,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-run", type=int, default=1, help="GPUs per SLURM job")
     p.add_argument("--timeout-min", type=float, default=24 * 60, help="time limit per job; it is requeued after")
     p.add_argument("--array-parallelism", type=int, default=None, help="SLURM jobs at a time (default: --jobs)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list every point with its state (completed, failed, diverged, running, interrupted, "
+                        "pending) and run nothing")
     p.set_defaults(func=_sweep)
     p = sub.add_parser("report", help="aggregate the results under RUNS_DIR into tables and figures")
     p.add_argument("runs_dir", nargs="?", default="outputs/runs")

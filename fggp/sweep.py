@@ -1,6 +1,7 @@
 """Sweeps: expand a grid into runs, execute the run notebook once per point with papermill, report.
 
     fggp sweep configs/quick.yaml --jobs 2 --out outputs
+    fggp sweep configs/quick.yaml --dry-run          # where each point stands; runs nothing
 
 A grid file has ``grid`` (RunConfig field -> list of values; the runs are their product), ``fixed``
 (RunConfig field -> value, for every run) and an optional ``name``. Every point is validated before
@@ -20,6 +21,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from .executors import EXECUTORS, ClusterOptions, execute
@@ -197,6 +199,59 @@ def report(runs_dir: str | Path = "outputs/runs", report_dir: str | Path | None 
                                kernel_name=KERNEL, progress_bar=False, cwd=str(report_dir))
     log(f"report: {report_dir}")
     return report_dir
+
+
+STATES = ("completed", "failed", "diverged", "running", "interrupted", "pending")
+
+
+def _held(lock: Path) -> bool:
+    """Whether a live process holds this lock file (a dead holder's lock is released by the kernel)."""
+    if not lock.exists():
+        return False
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def point_state(run_dir: Path) -> tuple[str, int]:
+    """Where one run stands, read from its directory alone: one of STATES, and the epochs it has done."""
+    metrics = run_dir / "metrics.jsonl"
+    epochs = len(metrics.read_text().splitlines()) if metrics.exists() else 0
+    state = _status(run_dir)
+    if state in ("completed", "diverged"):
+        return state, epochs
+    if _held(run_dir / ".lock") or _held(run_dir / ".run.lock"):
+        return "running", epochs
+    if state == "failed":
+        return state, epochs
+    return ("interrupted" if epochs or (run_dir / "checkpoint.pt").exists() else "pending"), epochs
+
+
+def status(grid_path: str | Path, out: str | Path = "outputs") -> pd.DataFrame:
+    """One row per grid point: the fields the grid varies, the run id, its state and epochs done. Runs nothing.
+
+    ``running`` means a live process holds the point's lock; ``interrupted`` that it has a checkpoint or
+    epochs but no result (a sweep run again resumes it).
+    """
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"out: {str(out)!r} is a file; it must be a directory")
+    spec = load_grid(grid_path)
+    varied = [k for k, v in (spec.get("grid") or {}).items() if isinstance(v, list) and len(v) > 1]
+    rows = []
+    for config in expand(spec):
+        state, done = point_state(Path(out) / "runs" / config.run_id)
+        rows.append({**{k: getattr(config, k) for k in varied}, "run_id": config.run_id, "state": state,
+                     "epochs": f"{done}/{config.epochs}"})
+    return pd.DataFrame(rows, columns=[*varied, "run_id", "state", "epochs"])
+
+
+def count_states(table: pd.DataFrame) -> str:
+    counts = table["state"].value_counts()
+    return f"sweep: {len(table)} runs: " + ", ".join(f"{counts[s]} {s}" for s in STATES if s in counts)
 
 
 def summarize(outcomes: list[Outcome]) -> tuple[str, bool]:

@@ -106,3 +106,57 @@ def test_concurrent_kernels_share_the_cores(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own setting wins
     _share_cpu_threads(4)
     assert os.environ["OMP_NUM_THREADS"] == "3"
+
+
+def test_dry_run_reports_where_every_point_stands_and_runs_nothing(tmp_path, monkeypatch, capsys):
+    import fcntl
+
+    from fggp.cli import main
+    from fggp.pruning import Pruner
+    from fggp.sweep import status
+    from fggp.train import run
+    from fggp.train.checkpoint import write_json
+
+    grid = write(tmp_path, """
+grid: {lr: [0.05, 1000.0], seed: [1, 2, 3]}
+fixed: {arch: tiny, dataset: synthetic, epochs: 2, prune_end_epoch: 1, prune_every: 5}
+""")
+    out = tmp_path / "out"
+    runs = out / "runs"
+    points = {(c.lr, c.seed): c for c in expand(load_grid(grid))}
+    run(points[0.05, 1], runs)  # completed
+    run(points[1000.0, 1], runs)  # diverged in its first epoch
+    original = Pruner.after_step
+
+    def stop_in_second_epoch(self):
+        original(self)
+        if self.step == 20:  # 16 steps per epoch
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(Pruner, "after_step", stop_in_second_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            run(points[0.05, 2], runs)  # interrupted after one epoch
+    failed = runs / points[1000.0, 2].run_id
+    failed.mkdir()
+    write_json(failed / "result.json", {"status": "failed", "error": "RuntimeError: boom"})  # as execute_point records it
+    busy = runs / points[0.05, 3].run_id
+    busy.mkdir()
+
+    with open(busy / ".run.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a live process training this point
+        before = sorted(p.relative_to(out) for p in out.rglob("*"))
+        table = status(grid, out).set_index(["lr", "seed"])
+        assert main(["sweep", str(grid), "--out", str(out), "--dry-run"]) == 0
+    assert table.loc[(0.05, 1), ["state", "epochs"]].tolist() == ["completed", "2/2"]
+    assert table.loc[(0.05, 2), ["state", "epochs"]].tolist() == ["interrupted", "1/2"]
+    assert table.loc[(0.05, 3), "state"] == "running"
+    assert table.loc[(1000.0, 1), "state"] == "diverged"
+    assert table.loc[(1000.0, 2), "state"] == "failed"
+    assert table.loc[(1000.0, 3), ["state", "epochs"]].tolist() == ["pending", "0/2"]
+    assert status(grid, out).set_index(["lr", "seed"]).loc[(0.05, 3), "state"] == "pending"  # lock released
+    printed = capsys.readouterr().out
+    assert printed.rstrip().endswith(
+        "sweep: 6 runs: 1 completed, 1 failed, 1 diverged, 1 running, 1 interrupted, 1 pending")
+    assert points[0.05, 2].run_id in printed
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # nothing run, nothing written
