@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 from .pruning import RECIPES
 from .train import RunConfig
-from .train.checkpoint import atomic_write
+from .train.checkpoint import atomic_write, epochs_done
 
 COLUMNS = ["run_id", "arch", "dataset", "recipe", "target_sparsity", "initial_sparsity", "seed", "status",
            "final_test_acc", "best_test_acc", "final_sparsity", "epochs_done", "wall_seconds", "error",
@@ -63,39 +63,33 @@ def _row(run_id: str, config: dict, status: str, run_dir: Path | None, result: d
     return row
 
 
+def _read_if_there(path: Path, problems: list[str]):
+    """The JSON in ``path``; None when it is missing, or unreadable (then ``problems`` says so)."""
+    if not path.is_file():
+        return None
+    try:
+        return _read_json(path)
+    except ValueError as err:
+        problems.append(f"{path.name} unreadable: {err}")
+        return None
+
+
 def _read_run(run_dir: Path) -> dict | None:
     """One row for a directory holding config.json or result.json (a run that failed before writing
     config.json still has its config inside result.json); None for any other directory."""
     config_path, result_path = run_dir / "config.json", run_dir / "result.json"
     if not (config_path.is_file() or result_path.is_file()):
         return None
-    problems = []
-    result = None
-    if result_path.is_file():
-        try:
-            result = _read_json(result_path)
-        except ValueError as err:
-            problems.append(f"result.json unreadable: {err}")
-    config = None
-    if config_path.is_file():
-        try:
-            config = _read_json(config_path)
-        except ValueError as err:
-            problems.append(f"config.json unreadable: {err}")
+    problems: list[str] = []
+    result = _read_if_there(result_path, problems)
+    config = _read_if_there(config_path, problems)
     if config is None:
         config = (result or {}).get("config") or {}
     if problems:
         return _row(run_dir.name, config, "unreadable", run_dir, error="; ".join(problems))
     if result is None:
-        return _row(run_dir.name, config, "incomplete", run_dir, epochs_done=_count_lines(run_dir / "metrics.jsonl"))
+        return _row(run_dir.name, config, "incomplete", run_dir, epochs_done=epochs_done(run_dir))
     return _row(run_dir.name, config, result.get("status", "unreadable"), run_dir, result)
-
-
-def _count_lines(path: Path) -> int:
-    try:
-        return sum(1 for line in path.read_text().splitlines() if line.strip())
-    except OSError:
-        return 0
 
 
 def _sweep_points(runs_dir: Path) -> list[dict]:

@@ -26,7 +26,7 @@ import yaml
 
 from .executors import EXECUTORS, ClusterOptions, execute
 from .train import RunConfig
-from .train.checkpoint import read_result, write_json
+from .train.checkpoint import epochs_done, read_result, write_json
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 RUN_NOTEBOOK = NOTEBOOKS / "02_cifar10_run.ipynb"
@@ -219,8 +219,7 @@ def _held(lock: Path) -> bool:
 
 def point_state(run_dir: Path) -> tuple[str, int]:
     """Where one run stands, read from its directory alone: one of STATES, and the epochs it has done."""
-    metrics = run_dir / "metrics.jsonl"
-    epochs = len(metrics.read_text().splitlines()) if metrics.exists() else 0
+    epochs = epochs_done(run_dir)
     state = _status(run_dir)
     if state in ("completed", "diverged"):
         return state, epochs

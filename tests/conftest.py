@@ -1,6 +1,9 @@
-"""Shared test plumbing: the resilience suite's counts, printed at the end of the run."""
+"""Shared test plumbing: the resilience suite's counts, printed at the end of the run, and the benchmark
+scripts loaded as modules."""
 
 import collections
+import importlib.util
+from pathlib import Path
 
 import pytest
 
@@ -20,3 +23,19 @@ def pytest_terminal_summary(terminalreporter):
             f"resilience: faults injected {c['faults_injected']}, survived {c['faults_survived']}; "
             f"bad inputs tried {c['bad_inputs_tried']}, rejected cleanly {c['bad_inputs_rejected']}"
         )
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark(name)``: ``benchmarks/<name>.py`` as a module (the scripts are not in the package)."""
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -1,22 +1,15 @@
 """benchmarks/bench_prune.py runs end to end at small size and writes its JSON (no timing thresholds)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from fggp.pruning import RECIPES
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_prune.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_prune", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("bench_prune")
 
 
 @pytest.mark.parametrize("recipes", [None, "fggp,gmp_uniform,global_mp_oneshot"])

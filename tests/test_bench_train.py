@@ -1,9 +1,7 @@
 """benchmarks/bench_train.py runs end to end at small size on CPU, and the two pipelines it compares
 augment the same way (no timing thresholds: the ratios are printed, not asserted)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +12,6 @@ from scipy.stats import chisquare
 
 from fggp.data import apply_augmentation, draw_augmentation
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
 SMALL = ["--device", "cpu", "--arch", "tiny", "--images", "512", "--test-images", "256", "--batch-size", "64", "--workers", "0",
          "--warmup", "1", "--steps", "2"]
 KEYS = ["device", "date", "torch", "settings", "images_per_second", "epoch_seconds", "speedup_vs_reference",
@@ -22,11 +19,8 @@ KEYS = ["device", "date", "torch", "settings", "images_per_second", "epoch_secon
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_train", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("bench_train")
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,7 @@ CI has no GPU, so here every test is skipped; `benchmarks/gpu_session.sh` runs t
 before it benchmarks (docs/PERFORMANCE.md, "Running it on a GPU").
 """
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,7 +17,6 @@ from fggp.train import RunConfig, run
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 CUDA = torch.device("cuda")
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_loader_batches_equal_the_cpu_loader():
@@ -112,10 +109,8 @@ def test_compiled_bf16_run_learns(tmp_path):
     assert result["final_test_acc"] >= 0.4  # about 0.6 on CPU in fp32 and bf16; chance is 0.1
 
 
-def test_bench_train_runs_on_cuda(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_train", ROOT / "benchmarks" / "bench_train.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_bench_train_runs_on_cuda(tmp_path, load_benchmark):
+    bench = load_benchmark("bench_train")
     res = bench.main(["--device", "cuda", "--arch", "tiny", "--images", "2048", "--warmup", "2", "--steps", "3",
                       "--workers", "2", "--out-dir", str(tmp_path)])
     written = json.loads((tmp_path / f"{res['device_slug']}.json").read_text())

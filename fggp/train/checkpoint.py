@@ -53,6 +53,14 @@ def read_result(run_dir: Path) -> dict | None:
         return None
 
 
+def epochs_done(run_dir: Path) -> int:
+    """Epochs a run has finished, as its metrics.jsonl counts them (0 when there is none)."""
+    try:
+        return sum(1 for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if line.strip())
+    except OSError:
+        return 0
+
+
 def save_checkpoint(run_dir: Path, state: dict) -> None:
     run_dir = Path(run_dir)
     latest = run_dir / CHECKPOINT
