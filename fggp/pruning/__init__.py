@@ -7,9 +7,10 @@ from .recipes import RECIPES, Recipe, get_recipe, register_recipe
 from .regrowth import drop_and_regrow
 from .schedules import SparsitySchedule, annealed_rate, cosine_decay, cubic_sparsity
 from .selection import ORDERS, k_smallest, pool_size, select_prune
+from .validate import Infeasible
 
 __all__ = [
-    "ORDERS", "RECIPES", "Pruner", "Recipe", "SparsitySchedule", "annealed_rate", "apply_masks",
+    "ORDERS", "Infeasible", "RECIPES", "Pruner", "Recipe", "SparsitySchedule", "annealed_rate", "apply_masks",
     "cosine_decay", "counts_from_densities", "cubic_sparsity", "drop_and_regrow", "erk_densities",
     "get_recipe", "k_smallest", "pool_size", "prunable_parameters", "register_recipe", "select_prune",
     "uniform_densities",

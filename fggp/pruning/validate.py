@@ -5,6 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 
+class Infeasible(ValueError):
+    """A valid request that cannot be met: per-layer floors keep more weights than the target allows.
+
+    A subclass of ValueError so a single run still fails in one line; a sweep catches it to report
+    such a grid point as "not applicable" instead of failing it.
+    """
+
+
 def one_of(field: str, value, allowed: Iterable) -> None:
     allowed = list(allowed)
     if value not in allowed:
