@@ -81,7 +81,7 @@ def problems(draw):
 
 
 @settings(max_examples=150, deadline=None)
-@given(problems(), st.sampled_from(ORDERS))
+@given(problems(), st.sampled_from(list(ORDERS)))
 def test_exactly_k_and_inside_active(problem, order):
     w, g, active, k, rate = problem
     got = select_prune(w, g, active, k, order, rate, generator=torch.Generator().manual_seed(1))

@@ -12,18 +12,18 @@ weights after that step's update, as GraNet's ``Masking`` does.
 from __future__ import annotations
 
 import hashlib
-import math
 
 import torch
 from torch import nn
 
 from .. import faults
 from .distribution import DISTRIBUTIONS, counts_from_densities
+from .floors import check_feasible, floor_counts, minimum_threshold
 from .masks import apply_masks, prunable_parameters
 from .recipes import Recipe, get_recipe
 from .regrowth import drop_and_regrow
 from .schedules import SparsitySchedule, annealed_rate, cosine_decay
-from .selection import select_prune
+from .selection import get_order, pool_mask, pool_size, select_in_pool, select_prune
 
 
 class Pruner:
@@ -51,12 +51,15 @@ class Pruner:
         self.total = sum(self.sizes.values())
         self.schedule = SparsitySchedule(
             initial=initial_sparsity, final=target_sparsity, start=start_step, end=end_step,
-            every=prune_every, kind=self.recipe.schedule, power=self.recipe.power,
+            every=prune_every, kind=self.recipe.schedule, power=self.recipe.power, progress=self.recipe.progress,
         )
         self.total_steps = total_steps if total_steps is not None else end_step
         self.pruning_steps = self.schedule.pruning_steps()
-        self.floors = self._floors()
-        self._check_reachable()
+        self.floors = floor_counts(self.sizes, self.recipe.min_keep)
+        self.initial_counts = initial_counts(self.sizes, {n: tuple(p.shape) for n, p in self.params.items()},
+                                             self.recipe, self.schedule.initial)
+        if self.recipe.prunes:
+            check_feasible(self.sizes, self.floors, self.schedule.final, self.initial_counts)
 
         self.step = 0
         self.generator = torch.Generator().manual_seed(seed)
@@ -66,31 +69,12 @@ class Pruner:
         self._refresh()
 
     # ----------------------------------------------------------------- set-up
-    def _floors(self) -> dict[str, int]:
-        floor = self.recipe.min_keep
-        if isinstance(floor, float):
-            floor = math.ceil(floor * self.total)
-        return {n: min(floor, size) for n, size in self.sizes.items()}
-
-    def _check_reachable(self) -> None:
-        if not self.recipe.prunes:
-            return
-        keep = round((1 - self.schedule.final) * self.total)
-        if self.recipe.scope == "global" and sum(self.floors.values()) > keep:
-            raise ValueError(
-                f"min_keep: the per-layer floors keep {sum(self.floors.values())} weights, more than the "
-                f"{keep} that target_sparsity {self.schedule.final} allows; lower min_keep or the target"
-            )
-
     def _initial_masks(self) -> dict[str, torch.Tensor]:
         """Dense, or a random mask per layer at the initial sparsity (ERK or uniform), exact in total."""
         masks = {n: torch.ones_like(p, dtype=torch.bool) for n, p in self.params.items()}
         if not self.recipe.prunes or self.schedule.initial == 0:
             return masks
-        density = 1.0 - self.schedule.initial
-        shapes = {n: tuple(p.shape) for n, p in self.params.items()}
-        densities = DISTRIBUTIONS[self.recipe.initial_distribution](shapes, density)
-        counts = counts_from_densities(self.sizes, densities, round(density * self.total))
+        counts = self.initial_counts
         for n, mask in masks.items():
             flat = torch.zeros(self.sizes[n], dtype=torch.bool)
             flat[torch.randperm(self.sizes[n], generator=self.generator)[: counts[n]]] = True
@@ -114,7 +98,7 @@ class Pruner:
         upcoming = self.step + 1
         grads = [self.params[n].grad for n in self.names]
         if self.recipe.uses_gradient:
-            due = self.schedule.next_pruning_step(upcoming)
+            due = self._next_due(upcoming)
             if due is not None and due - upcoming < self.recipe.grad_window:
                 self._record(grads)
         present = [(g, m) for g, m in zip(grads, self._mults) if g is not None]
@@ -128,8 +112,18 @@ class Pruner:
         if not self.recipe.prunes:
             return
         apply_masks(self._weights, self._mults, self.optimizer)
-        if self.schedule.is_pruning_step(self.step):
+        if self._is_due(self.step):
             self.prune_now()
+
+    def _is_due(self, step: int) -> bool:
+        if self.recipe.regrows:
+            return self.schedule.is_update_step(step, self.total_steps)
+        return self.schedule.is_pruning_step(step)
+
+    def _next_due(self, step: int) -> int | None:
+        if self.recipe.regrows:
+            return self.schedule.next_update_step(step, self.total_steps)
+        return self.schedule.next_pruning_step(step)
 
     def _record(self, grads) -> None:
         mags = {
@@ -158,31 +152,31 @@ class Pruner:
     # --------------------------------------------------------------- pruning
     @torch.no_grad()
     def prune_now(self) -> None:
-        """Prune to the schedule's sparsity at the current step (and regrow, for GraNet)."""
+        """Prune to the schedule's sparsity at the current step, if it is a pruning step; then, for GraNet's
+        recipes, drop and regrow (also after the pruning window)."""
         grads = self._take_grad()
         weights = {n: self.params[n].detach().abs().flatten().float() for n in self.names}
         masks = {n: self.masks[n].flatten() for n in self.names}
-        target = self.schedule.sparsity(self.step)
-        index = self.pruning_steps.index(self.step) if self.step in self.pruning_steps else 0
         r = self.recipe
-        rate = annealed_rate(index, len(self.pruning_steps), r.rate, r.rate_end, r.rate_schedule)
-
-        if r.scope == "global":
-            k = sum(_count(m) for m in masks.values()) - round((1 - target) * self.total)
-            pruned = self._select_global(max(k, 0), weights, grads, masks, rate)
+        if self.schedule.is_pruning_step(self.step):
+            index = self.pruning_steps.index(self.step)
+            rate = annealed_rate(index, len(self.pruning_steps), r.rate, r.rate_end, r.rate_schedule)
+            target = self.schedule.sparsity(self.step)
+            if r.scope == "global":
+                pruned = self._select_global(target, weights, grads, masks, rate)
+            else:
+                pruned = self._select_layerwise(target, weights, grads, masks, rate)
+            new = {n: masks[n] & ~pruned[n] for n in self.names}
         else:
-            pruned = {}
-            for n in self.names:
-                active = _count(masks[n])
-                k = min(active - round((1 - target) * self.sizes[n]), active - min(self.floors[n], active))
-                pruned[n] = select_prune(weights[n], _get(grads, n), masks[n], max(k, 0), r.order, rate, self.generator)
-        new = {n: masks[n] & ~pruned[n] for n in self.names}
+            new = dict(masks)
 
         grown = {}
-        if r.regrow_fraction > 0:
-            fraction = cosine_decay(self.step, self.total_steps, r.regrow_fraction)
+        if r.regrows:
+            fraction = cosine_decay(self.step, self.total_steps, r.regrow_fraction, r.regrow_fraction_min)
             for n in self.names:
-                new[n], grown[n] = drop_and_regrow(new[n], weights[n], grads[n], fraction)
+                after, grown[n] = drop_and_regrow(new[n], weights[n], grads[n], fraction)
+                grown[n] &= ~new[n]  # dropped and regrown in the same step: keeps its value and momentum
+                new[n] = after
 
         faults.reach("prune")
         self.masks = {n: new[n].view_as(self.masks[n]) for n in self.names}
@@ -190,34 +184,76 @@ class Pruner:
         for n, g in grown.items():
             self._zero_entries(n, g.view_as(self.masks[n]))
 
-    def _select_global(self, k, weights, grads, masks, rate) -> dict[str, torch.Tensor]:
-        """One ranking across all layers; a layer at its floor is held there and the rest prune harder.
+    def _select(self, name, weights, grads, masks, k, rate) -> torch.Tensor:
+        return select_prune(weights[name], _get(grads, name), masks[name], k, self.recipe.order, rate, self.generator)
+
+    def _select_layerwise(self, target, weights, grads, masks, rate) -> dict[str, torch.Tensor]:
+        """Each layer to the target on its own; with floors, layers held at their floor and the others'
+        sparsities scaled up by the authors' rule so the total stays that of the layerwise targets."""
+        active = {n: _count(masks[n]) for n in self.names}
+        pruned0 = {n: max(self.sizes[n] - round((1 - target) * self.sizes[n]), self.sizes[n] - active[n])
+                   for n in self.names}
+        if any(self.sizes[n] - pruned0[n] < min(self.floors[n], active[n]) for n in self.names):
+            pruned0 = self._rescale(pruned0, active, sum(pruned0.values()))
+        return {n: self._select(n, weights, grads, masks, pruned0[n] - (self.sizes[n] - active[n]), rate)
+                for n in self.names}
+
+    def _select_global(self, target, weights, grads, masks, rate) -> dict[str, torch.Tensor]:
+        """One ranking across all layers (by the order's score; a two-step order's pool global or per
+        layer); layers that it would push below their floor are then handled by ``floor_rule``."""
+        active = {n: _count(masks[n]) for n in self.names}
+        keep = round((1 - target) * self.total)
+        k = max(sum(active.values()) - keep, 0)
+        if self.recipe.floor_rule == "rerank" and any(self.floors.values()):
+            return self._select_rerank(k, weights, grads, masks, rate, active)
+        parts = self._rank_all(list(self.names), k, weights, grads, masks, rate, active)
+        pruned0 = {n: self.sizes[n] - active[n] + _count(parts[n]) for n in self.names}
+        if all(self.sizes[n] - pruned0[n] >= min(self.floors[n], active[n]) for n in self.names):
+            return parts
+        counts = self._rescale(pruned0, active, self.total - keep)
+        return {n: self._select(n, weights, grads, masks, counts[n] - (self.sizes[n] - active[n]), rate)
+                for n in self.names}
+
+    def _rescale(self, pruned0, active, total) -> dict[str, int]:
+        most = {n: self.sizes[n] - min(self.floors[n], active[n]) for n in self.names}
+        return minimum_threshold(pruned0, most, total)
+
+    def _rank_all(self, names, k, weights, grads, masks, rate, active) -> dict[str, torch.Tensor]:
+        """The k weights one ranking over ``names`` removes, split back per layer."""
+        order = get_order(self.recipe.order)
+        if order.two_step and self.recipe.resolved_pool_scope == "layerwise":
+            m = pool_size(k, sum(active[n] for n in names), rate)
+            shares = _proportional(m, {n: active[n] for n in names})
+            pools = [pool_mask(weights[n], _get(grads, n), masks[n], shares[n], self.recipe.order) for n in names]
+            chosen = select_in_pool(_cat(weights, names), _cat(grads, names), torch.cat(pools), k, self.recipe.order)
+        else:
+            chosen = select_prune(_cat(weights, names), _cat(grads, names), _cat(masks, names), k,
+                                  self.recipe.order, rate, self.generator)
+        return dict(zip(names, chosen.split([self.sizes[n] for n in names])))
+
+    def _select_rerank(self, k, weights, grads, masks, rate, active) -> dict[str, torch.Tensor]:
+        """Floors by re-ranking: a layer at its floor is held there and the rest are ranked again.
 
         A layer that the unconstrained ranking would push below its floor also reaches the floor in the
         constrained one (freed slots only go to higher scores), so fixing such layers at the floor and
         ranking the rest again is exact for single-score orders.
         """
-        active = {n: _count(masks[n]) for n in self.names}
         caps = {n: active[n] - min(self.floors[n], active[n]) for n in self.names}
         free, held = list(self.names), []
         while True:
             remaining = k - sum(caps[n] for n in held)
-            chosen = select_prune(
-                _cat(weights, free), _cat(grads, free), _cat(masks, free), remaining,
-                self.recipe.order, rate, self.generator,
-            )
-            parts = dict(zip(free, chosen.split([self.sizes[n] for n in free])))
+            parts = self._rank_all(free, remaining, weights, grads, masks, rate, active)
             over = [n for n in free if _count(parts[n]) > caps[n]]
             if not over:
                 break
             held += over
             free = [n for n in free if n not in over]
         for n in held:
-            parts[n] = select_prune(weights[n], _get(grads, n), masks[n], caps[n], self.recipe.order, rate, self.generator)
+            parts[n] = self._select(n, weights, grads, masks, caps[n], rate)
         return parts
 
     def _zero_entries(self, name: str, where: torch.Tensor) -> None:
-        """Regrown weights start at 0 with no momentum."""
+        """Weights that come back after being inactive before this step start at 0 with no momentum."""
         p = self.params[name]
         p.data.masked_fill_(where, 0)
         if self.optimizer is not None:
@@ -279,6 +315,26 @@ class Pruner:
         self._grad_count = int(state.get("grad_count", 0))
         self.generator.set_state(state["generator"])
         self._refresh()
+
+
+def initial_counts(sizes: dict[str, int], shapes: dict[str, tuple], recipe: Recipe, initial: float) -> dict[str, int]:
+    """Kept weights per layer at the start: all, or the initial density spread by ERK / uniform, exact in
+    total (also what the feasibility check of a run config counts, without building masks)."""
+    if not recipe.prunes or initial == 0:
+        return dict(sizes)
+    density = 1.0 - initial
+    densities = DISTRIBUTIONS[recipe.initial_distribution](shapes, density)
+    return counts_from_densities(sizes, densities, round(density * sum(sizes.values())))
+
+
+def _proportional(total: int, weights: dict[str, int]) -> dict[str, int]:
+    """``total`` split in proportion to ``weights``, in whole numbers that add up exactly (largest remainder)."""
+    whole = sum(weights.values())
+    shares = {n: total * w // whole for n, w in weights.items()}
+    order = sorted(weights, key=lambda n: (-(total * weights[n] % whole), list(weights).index(n)))
+    for n in order[: total - sum(shares.values())]:
+        shares[n] += 1
+    return shares
 
 
 def _count(mask: torch.Tensor) -> int:

@@ -11,11 +11,12 @@ import dataclasses
 from dataclasses import dataclass
 
 from .distribution import DISTRIBUTIONS
-from .schedules import RATE_SCHEDULES, SCHEDULES
-from .selection import ORDERS
+from .schedules import PROGRESS, RATE_SCHEDULES, SCHEDULES
+from .selection import ORDERS, get_order
 from .validate import at_least, in_range, one_of
 
 SCOPES = ("global", "layerwise")
+FLOOR_RULES = ("rescale", "rerank")
 
 
 @dataclass(frozen=True)
@@ -25,9 +26,18 @@ class Recipe:
     rate / rate_schedule / rate_end: the two-step orders' pool rate; ``fixed`` keeps ``rate`` (FGGP),
     ``linear`` and ``cosine`` anneal it from ``rate`` to ``rate_end`` over the pruning steps. FGGP's
     default rate 0.5 is the kit's choice, not a value from the paper: sweep it.
+    pool_scope: where a two-step order draws its candidate pool: ``global`` (one pool over all layers,
+    ranked by raw |g|), ``layerwise`` (each layer gives the same fraction of its active weights), or None
+    (= ``scope``). A layerwise scope always pools per layer.
+    progress: ``steps`` (the target is met exactly at the end step) or ``pruning_steps`` (GraNet's code:
+    progress in pruning-step indices, ending one step short of the target).
     min_keep: per-layer floor of kept weights (Global MP's Minimum Threshold) as a count (int) or as a
-    fraction of all prunable weights (float < 1); a layer smaller than the floor stays dense.
-    regrow_fraction: GraNet's drop-and-regrow fraction at each pruning step, cosine-decayed over the run.
+    fraction of all prunable weights (float < 1, ``int(min_keep * N)``); a layer smaller than the floor
+    stays dense. floor_rule: ``rescale`` is the authors' clamp-and-rescale (fggp/pruning/floors.py);
+    ``rerank`` holds layers at their floor and ranks the rest again by the order's score.
+    regrow_fraction: GraNet's drop-and-regrow fraction, cosine-decayed over the whole run down to
+    ``regrow_fraction_min`` (GraNet's eta_min); drop-and-regrow runs at every pruning step and every
+    ``prune_every`` steps after the pruning window until training ends.
     """
 
     order: str | None = "magnitude"
@@ -37,21 +47,35 @@ class Recipe:
     rate: float = 1.0
     rate_schedule: str = "fixed"
     rate_end: float = 1.0
+    pool_scope: str | None = None
     grad_window: int = 1
+    progress: str = "steps"
     min_keep: int | float = 0
+    floor_rule: str = "rescale"
     initial_distribution: str = "erk"
     regrow_fraction: float = 0.0
+    regrow_fraction_min: float = 0.005
 
     def __post_init__(self):
         if self.order is not None:
             one_of("order", self.order, ORDERS)
         one_of("schedule", self.schedule, SCHEDULES)
         one_of("scope", self.scope, SCOPES)
+        if self.pool_scope is not None:
+            one_of("pool_scope", self.pool_scope, SCOPES)
+            if self.scope == "layerwise" and self.pool_scope == "global":
+                raise ValueError("pool_scope: 'global' needs scope 'global' (a layerwise scope pools per layer)")
+        one_of("progress", self.progress, PROGRESS)
+        one_of("floor_rule", self.floor_rule, FLOOR_RULES)
         one_of("rate_schedule", self.rate_schedule, RATE_SCHEDULES)
         one_of("initial_distribution", self.initial_distribution, tuple(DISTRIBUTIONS))
         in_range("rate", self.rate, 0, 1, low_open=True)
         in_range("rate_end", self.rate_end, 0, 1, low_open=True)
         in_range("regrow_fraction", self.regrow_fraction, 0, 1, high_open=True)
+        in_range("regrow_fraction_min", self.regrow_fraction_min, 0, 1, high_open=True)
+        if 0 < self.regrow_fraction < self.regrow_fraction_min:
+            raise ValueError(f"regrow_fraction_min: {self.regrow_fraction_min} is above regrow_fraction "
+                             f"{self.regrow_fraction}; it must be <= it")
         if isinstance(self.grad_window, bool) or not isinstance(self.grad_window, int) or self.grad_window < 1:
             raise ValueError(f"grad_window: {self.grad_window!r} must be an integer >= 1")
         at_least("power", self.power, 0)
@@ -66,7 +90,15 @@ class Recipe:
 
     @property
     def uses_gradient(self) -> bool:
-        return self.order in ("gradient", "gradient_first", "magnitude_first", "taylor") or self.regrow_fraction > 0
+        return (self.prunes and get_order(self.order).uses_gradient) or self.regrow_fraction > 0
+
+    @property
+    def regrows(self) -> bool:
+        return self.prunes and self.regrow_fraction > 0
+
+    @property
+    def resolved_pool_scope(self) -> str:
+        return self.pool_scope or self.scope
 
     def replace(self, **changes) -> "Recipe":
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
@@ -87,8 +119,11 @@ RECIPES: dict[str, Recipe] = {
     "gmp": Recipe(order="magnitude"),
     "gmp_uniform": Recipe(order="magnitude", scope="layerwise", initial_distribution="uniform"),
     "granet": Recipe(order="magnitude", regrow_fraction=0.5),
+    "granet_reference": Recipe(order="magnitude", regrow_fraction=0.5, progress="pruning_steps"),
+    "fggp_granet": Recipe(order="gradient_first", rate=0.5, regrow_fraction=0.5),
     "global_mp": Recipe(order="magnitude", min_keep=0.0005),
     "global_mp_oneshot": Recipe(order="magnitude", schedule="one_shot", min_keep=0.0005),
+    "global_mp_rerank": Recipe(order="magnitude", min_keep=0.0005, floor_rule="rerank"),
     "gradient": Recipe(order="gradient"),
     "taylor": Recipe(order="taylor"),
     "random": Recipe(order="random"),

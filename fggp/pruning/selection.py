@@ -1,6 +1,7 @@
 """Which k active weights a pruning step removes.
 
-Every order reduces to "the k smallest of some score among some entries, ties to the lower flat index",
+Orders live in a registry (``ORDERS``; add one with ``register_order``). Every order reduces to
+"the k smallest of some score among some entries, ties to the lower flat index",
 done with ``torch.kthvalue`` plus elementwise passes: a full sort of ResNet-50's 23.5 M weights costs
 about six times as much (REFERENCE.md, "Numbers worth knowing").
 """
@@ -8,15 +9,14 @@ about six times as much (REFERENCE.md, "Numbers worth knowing").
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from fractions import Fraction
 
 import torch
 
 from .validate import in_range, one_of
-
-ORDERS = ("magnitude", "gradient", "gradient_first", "magnitude_first", "taylor", "random")
-
 
 def k_smallest(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Bool mask of the k smallest entries of a 1-D tensor; ties go to the lower index.
@@ -69,6 +69,75 @@ def _among(indices: torch.Tensor | None, scores: torch.Tensor, k: int) -> torch.
     return pick.nonzero().squeeze(1) if indices is None else indices[pick]
 
 
+@dataclass(frozen=True)
+class Order:
+    """A named selection order: prune the k smallest ``score(|w|, |g|)``, or, for a two-step order, the k
+    smallest ``then`` among a pool of the ``pool_size`` smallest ``pool`` (rate = k / pool size).
+
+    Scores are functions of the flat magnitudes of the active weights and their gradients (``g`` is None
+    when ``uses_gradient`` is False); they return one float per entry. Ties go to the lower index.
+    """
+
+    name: str
+    score: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
+    pool: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
+    then: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
+    uses_gradient: bool = True
+    random: bool = False
+
+    @property
+    def two_step(self) -> bool:
+        return self.pool is not None
+
+
+ORDERS: dict[str, Order] = {}
+
+
+def register_order(name: str, score=None, *, pool=None, then=None, uses_gradient: bool = True) -> Order:
+    """Make a selection order available by name to recipes, the Pruner, runs, sweeps and notebook 01.
+
+        register_order("taylor2", lambda w, g: (w * g) ** 2)              # one score
+        register_order("grad_then_taylor", pool=lambda w, g: g, then=lambda w, g: w * g)   # two steps
+
+    A name already taken is refused, so a plugin cannot silently change a built-in order.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"order name: {name!r} must be a non-empty identifier")
+    if name in ORDERS:
+        raise ValueError(f"order name: {name!r} is already registered")
+    if (score is None) == (pool is None) or (pool is None) != (then is None):
+        raise ValueError(f"order {name!r}: give either score=, or both pool= and then=")
+    for field, fn in (("score", score), ("pool", pool), ("then", then)):
+        if fn is not None and not callable(fn):
+            raise ValueError(f"order {name!r}: {field} must be a function of (w, g)")
+    ORDERS[name] = Order(name, score, pool, then, bool(uses_gradient))
+    return ORDERS[name]
+
+
+def _builtin(order: Order) -> None:
+    ORDERS[order.name] = order
+
+
+_builtin(Order("magnitude", score=lambda w, g: w, uses_gradient=False))
+_builtin(Order("gradient", score=lambda w, g: g))
+_builtin(Order("gradient_first", pool=lambda w, g: g, then=lambda w, g: w))  # FGGP
+_builtin(Order("magnitude_first", pool=lambda w, g: w, then=lambda w, g: g))
+_builtin(Order("taylor", score=lambda w, g: w * g))
+_builtin(Order("random", uses_gradient=False, random=True))
+
+
+def get_order(name: str) -> Order:
+    one_of("order", name, ORDERS)
+    return ORDERS[name]
+
+
+def _scores(fn, w: torch.Tensor, g: torch.Tensor | None, name: str) -> torch.Tensor:
+    out = fn(w, g)
+    if not torch.is_tensor(out) or out.shape != w.shape:
+        raise ValueError(f"order {name!r}: its score must return a tensor shaped like w ({tuple(w.shape)})")
+    return out
+
+
 def select_prune(
     weight_mag: torch.Tensor,
     grad_mag: torch.Tensor | None,
@@ -84,18 +153,17 @@ def select_prune(
     do not read it). ``gradient_first`` is FGGP: the pool is the ``pool_size(k, n_active, rate)``
     active entries with the smallest gradient, and the k smallest weights of the pool go.
     """
-    one_of("order", order, ORDERS)
+    spec = get_order(order)
     in_range("rate", rate, 0, 1, low_open=True)
     if weight_mag.dim() != 1 or active.shape != weight_mag.shape or active.dtype != torch.bool:
         raise ValueError("active: must be a bool tensor of the same 1-D shape as weight_mag")
-    needs_grad = order in ("gradient", "gradient_first", "magnitude_first", "taylor")
-    if needs_grad and (grad_mag is None or grad_mag.shape != weight_mag.shape):
+    if spec.uses_gradient and (grad_mag is None or grad_mag.shape != weight_mag.shape):
         raise ValueError(f"grad_mag: order {order!r} needs a gradient tensor shaped like weight_mag")
     n_active = int(torch.count_nonzero(active))
     idx = None if n_active == active.numel() else active.nonzero().squeeze(1)  # all active: skip the gathers
 
-    def at(t: torch.Tensor) -> torch.Tensor:
-        return t if idx is None else t[idx]
+    def at(t: torch.Tensor | None) -> torch.Tensor | None:
+        return t if idx is None or t is None else t[idx]
 
     if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= n_active:
         raise ValueError(f"k: {k!r} is outside [0, {n_active}] (the number of active weights)")
@@ -103,19 +171,43 @@ def select_prune(
     out = torch.zeros_like(active)
     if k == 0:
         return out
-    if order == "random":
+    if spec.random:
         pick = torch.randperm(n_active, generator=generator, device="cpu")[:k].to(active.device)
         out[pick if idx is None else idx[pick]] = True
         return out
-    if order == "magnitude":
-        chosen = _among(idx, at(weight_mag), k)
-    elif order == "gradient":
-        chosen = _among(idx, at(grad_mag), k)
-    elif order == "taylor":
-        chosen = _among(idx, at(weight_mag) * at(grad_mag), k)
+    w, g = at(weight_mag), at(grad_mag) if spec.uses_gradient else None
+    if not spec.two_step:
+        chosen = _among(idx, _scores(spec.score, w, g, order), k)
     else:
-        first, second = (grad_mag, weight_mag) if order == "gradient_first" else (weight_mag, grad_mag)
-        pool = _among(idx, at(first), pool_size(k, n_active, rate))
-        chosen = _among(pool, second[pool], k)
+        pool = k_smallest(_scores(spec.pool, w, g, order), pool_size(k, n_active, rate)).nonzero().squeeze(1)
+        second = _scores(spec.then, w[pool], None if g is None else g[pool], order)
+        chosen = pool[k_smallest(second, k)]
+        if idx is not None:
+            chosen = idx[chosen]
     out[chosen] = True
+    return out
+
+
+def pool_mask(weight_mag: torch.Tensor, grad_mag: torch.Tensor | None, active: torch.Tensor, m: int,
+              order: str) -> torch.Tensor:
+    """The m active entries a two-step order puts in its candidate pool (one layer's share of a
+    per-layer pool)."""
+    spec = get_order(order)
+    if not spec.two_step:
+        raise ValueError(f"order: {order!r} has no candidate pool (it is not a two-step order)")
+    idx = active.nonzero().squeeze(1)
+    g = None if grad_mag is None or not spec.uses_gradient else grad_mag[idx]
+    out = torch.zeros_like(active)
+    out[idx[k_smallest(_scores(spec.pool, weight_mag[idx], g, order), m)]] = True
+    return out
+
+
+def select_in_pool(weight_mag: torch.Tensor, grad_mag: torch.Tensor | None, pool: torch.Tensor, k: int,
+                   order: str) -> torch.Tensor:
+    """The k entries of a given pool that a two-step order's second score removes."""
+    spec = get_order(order)
+    idx = pool.nonzero().squeeze(1)
+    g = None if grad_mag is None or not spec.uses_gradient else grad_mag[idx]
+    out = torch.zeros_like(pool)
+    out[idx[k_smallest(_scores(spec.then, weight_mag[idx], g, order), k)]] = True
     return out

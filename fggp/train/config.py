@@ -7,19 +7,26 @@ data is loaded, and a bad one is a one-line ValueError that names it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import importlib
+import importlib.util
 import json
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
 
 from ..data import DATASETS
-from ..models import MODELS
-from ..pruning import RECIPES, get_recipe
+from ..models import MODELS, build_model
+from ..pruning import RECIPES, check_feasible, floor_counts, get_recipe, initial_counts, prunable_parameters
 from ..pruning.validate import at_least, in_range, one_of
 
 PRECISIONS = ("auto", "fp32", "bf16")
-NOT_IDENTITY = ("data_dir", "download", "progress", "device", "channels_last")
+NOT_IDENTITY = ("data_dir", "download", "progress", "device", "channels_last", "plugins")
 
 
 @dataclass(frozen=True)
@@ -53,8 +60,10 @@ class RunConfig:
     compile: bool = False
     progress: bool = True
     extra: dict = field(default_factory=dict)  # free-form labels; part of the run's identity
+    plugins: tuple[str, ...] = ()  # modules or .py files imported first: they register orders and recipes
 
     def __post_init__(self):
+        object.__setattr__(self, "plugins", load_plugins(self.plugins))
         one_of("arch", self.arch, MODELS)
         one_of("dataset", self.dataset, DATASETS)
         one_of("recipe", self.recipe, RECIPES)
@@ -96,7 +105,11 @@ class RunConfig:
         for name in ("augment", "channels_last"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}: {getattr(self, name)!r} must be true, false or none")
-        self.pruning_recipe()  # rate / grad_window are checked by the recipe
+        recipe = self.pruning_recipe()  # rate / grad_window are checked by the recipe
+        if recipe.prunes and recipe.min_keep:
+            sizes, shapes = layer_shapes(self.arch)
+            check_feasible(sizes, floor_counts(sizes, recipe.min_keep), self.target_sparsity,
+                           initial_counts(sizes, shapes, recipe, self.initial_sparsity))
 
     def pruning_recipe(self):
         overrides = {k: v for k, v in (("rate", self.rate), ("grad_window", self.grad_window)) if v is not None}
@@ -141,7 +154,50 @@ class RunConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"{unknown[0]}: unknown field; fields are {', '.join(sorted(names))}")
-        return cls(**{k: tuple(v) if k == "lr_milestones" else v for k, v in d.items()})
+        return cls(**{k: tuple(v) if k in ("lr_milestones", "plugins") and isinstance(v, list) else v
+                      for k, v in d.items()})
+
+
+@functools.lru_cache(maxsize=None)
+def layer_shapes(arch: str) -> tuple[dict[str, int], dict[str, tuple]]:
+    """Sizes and shapes of an architecture's prunable weights, from a model built on the meta device (no
+    memory, no data), so a config can be checked for feasibility before any work."""
+    with torch.device("meta"):
+        params = prunable_parameters(build_model(arch))
+    return {n: p.numel() for n, p in params.items()}, {n: tuple(p.shape) for n, p in params.items()}
+
+
+def load_plugins(plugins) -> tuple[str, ...]:
+    """Import each plugin (a module name, or a path to a .py file, made absolute) once; a plugin registers
+    its orders and recipes at import, in whichever process builds the config (a sweep's kernels too)."""
+    if isinstance(plugins, str) or not isinstance(plugins, (list, tuple)):
+        raise ValueError(f"plugins: {plugins!r} must be a list of module names or .py files")
+    resolved = []
+    for plugin in plugins:
+        if not isinstance(plugin, str) or not plugin:
+            raise ValueError(f"plugins: {plugin!r} is not a module name or a .py file")
+        if plugin.endswith(".py"):
+            path = Path(plugin).expanduser().resolve()
+            if not path.is_file():
+                raise ValueError(f"plugins: {plugin!r} is not a file")
+            name = "fggp_plugin_" + hashlib.sha1(str(path).encode()).hexdigest()[:10]
+            if name not in sys.modules:
+                spec = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[name] = module
+                try:
+                    spec.loader.exec_module(module)
+                except Exception:
+                    del sys.modules[name]
+                    raise
+            resolved.append(str(path))
+        else:
+            try:
+                importlib.import_module(plugin)
+            except ImportError as err:
+                raise ValueError(f"plugins: cannot import {plugin!r} ({err})") from None
+            resolved.append(plugin)
+    return tuple(resolved)
 
 
 def _integer(name, value, low):
@@ -167,7 +223,8 @@ def parse_value(key: str, raw: str, hint):
         if kind is float:
             return float(raw)
         if kind is tuple:
-            return tuple(float(x) for x in raw.split(",") if x.strip())
+            item = (typing.get_args(hint) or (float,))[0]
+            return tuple(item(x.strip()) for x in raw.split(",") if x.strip())
         if kind is dict:
             return json.loads(raw)
         return raw

@@ -286,6 +286,7 @@ class _Trainer:
                          "python": platform.python_version()},
             "seed": c.seed,
             "config": c.to_dict(),
+            "recipe": self.pruner.recipe.to_dict(),
             "prune_log": self.prune_log,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **extra,
