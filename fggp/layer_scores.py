@@ -59,7 +59,7 @@ def warmup(arch: str, dataset: str, steps: int = 50, seed: int = 0, device: str 
 def _warmup(arch, dataset, steps, seed, device, data_dir, checkpoint_file, batch_size):
     torch.manual_seed(seed)
     data = load_dataset(dataset, data_dir)
-    model = build_model(arch, num_classes=data.num_classes).to(device)
+    model = build_model(arch, num_classes=data.num_classes, input_shape=data.shape).to(device)
     loader = DeviceLoader(data.train, batch_size, train=True, mean=data.mean, std=data.std, device=device,
                           seed=seed, augment=data.augment)
     batches = _endless(loader)

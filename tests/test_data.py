@@ -1,7 +1,11 @@
-"""Tests for fggp.data: the CIFAR-10 path on a small genuine-format archive, augmentation, loader, offline sets."""
+"""Tests for fggp.data: CIFAR-10 and the idx sets on small genuine-format archives, augmentation, loader,
+offline sets."""
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
+import hashlib
 import urllib.error
 import urllib.request
 
@@ -9,7 +13,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from torchvision.datasets import MNIST, FashionMNIST
+
 from fggp.data import (
+    IDX_SOURCES,
     DatasetChecksumError,
     DatasetUnavailableError,
     DeviceLoader,
@@ -21,8 +28,10 @@ from fggp.data import (
 
 try:
     from .cifar_fixture import ARCHIVE, FOLDER, write_fake_cifar
+    from .idx_fixture import FILES, idx_bytes, write_fake_idx
 except ImportError:
     from cifar_fixture import ARCHIVE, FOLDER, write_fake_cifar
+    from idx_fixture import FILES, idx_bytes, write_fake_idx
 
 
 @pytest.fixture(autouse=True)
@@ -90,8 +99,183 @@ def test_cifar10_missing_gives_one_clear_error(tmp_path, download):
 
 
 def test_unknown_dataset():
-    with pytest.raises(ValueError, match=r"^dataset: 'foo' is not one of cifar10, digits, synthetic$"):
+    with pytest.raises(ValueError, match=r"^dataset: 'foo' is not one of cifar10, fashion_mnist, mnist, digits, synthetic$"):
         load_dataset("foo")
+
+
+# ---- fashion_mnist, mnist ------------------------------------------------------------------------
+
+IDX_SETS = [("fashion_mnist", FashionMNIST), ("mnist", MNIST)]
+
+
+@pytest.fixture
+def package_dir(tmp_path, monkeypatch):
+    """Point both idx sets' system-package folder at an (empty) temporary folder: CI has no Debian package."""
+    folder = tmp_path / "package"
+    for name, source in list(IDX_SOURCES.items()):
+        monkeypatch.setitem(IDX_SOURCES, name, dataclasses.replace(source, package_dir=folder))
+    return folder
+
+
+def _raw_dir(root, cls):
+    return root / cls.__name__ / "raw"  # torchvision's layout: where its download puts the files
+
+
+@pytest.mark.parametrize("name, cls", IDX_SETS)
+@pytest.mark.parametrize("gz", [True, False])
+def test_idx_round_trips_native_shape_pixels_and_labels(tmp_path, package_dir, name, cls, gz):
+    sha, train_x, train_y, test_x, test_y = write_fake_idx(_raw_dir(tmp_path / "data", cls), gz=gz)
+    ds = load_dataset(name, data_dir=tmp_path / "data", download=False, sha256=sha)
+    assert ds.name == name and ds.num_classes == 10 and ds.augment is False and ds.val is None
+    assert ds.shape == (1, 28, 28)
+    assert ds.train.images.shape == (40, 1, 28, 28) and ds.test.images.shape == (12, 1, 28, 28)
+    assert ds.train.images.dtype == torch.uint8 and ds.train.labels.dtype == torch.int64
+    assert torch.equal(ds.train.images[:, 0], torch.from_numpy(train_x))
+    assert torch.equal(ds.test.images[:, 0], torch.from_numpy(test_x))
+    assert ds.train.labels.tolist() == train_y.tolist() and ds.test.labels.tolist() == test_y.tolist()
+    x = torch.from_numpy(train_x).double() / 255
+    assert ds.mean == pytest.approx((x.mean().item(),), abs=1e-12)
+    assert ds.std == pytest.approx((x.std().item(),), abs=1e-12)
+
+
+def test_idx_reader_follows_the_format_byte_for_byte(tmp_path, package_dir):
+    """Pixel [i, 0, y, x] is byte 16 + i*784 + y*28 + x of the images file; label i is byte 8 + i."""
+    sha, *_ = write_fake_idx(_raw_dir(tmp_path, FashionMNIST), gz=False)
+    raw = (_raw_dir(tmp_path, FashionMNIST) / "train-images-idx3-ubyte").read_bytes()
+    labels = (_raw_dir(tmp_path, FashionMNIST) / "train-labels-idx1-ubyte").read_bytes()
+    assert raw[:4] == bytes([0, 0, 8, 3]) and int.from_bytes(raw[4:8], "big") == 40
+    ds = load_dataset("fashion_mnist", data_dir=tmp_path, download=False, sha256=sha)
+    assert ds.train.images[7, 0, 5, 20].item() == raw[16 + 7 * 784 + 5 * 28 + 20]
+    assert ds.train.labels[33].item() == labels[8 + 33]
+
+
+@pytest.mark.parametrize("name, cls", IDX_SETS)
+def test_idx_lookup_order_data_dir_then_package(tmp_path, package_dir, name, cls):
+    in_package = write_fake_idx(package_dir, seed=1)
+    ds = load_dataset(name, data_dir=tmp_path / "data", download=False, sha256=in_package[0])
+    assert torch.equal(ds.train.images[:, 0], torch.from_numpy(in_package[1]))
+    in_data_dir = write_fake_idx(_raw_dir(tmp_path / "data", cls), seed=2)
+    ds = load_dataset(name, data_dir=tmp_path / "data", download=False, sha256=in_data_dir[0])
+    assert torch.equal(ds.train.images[:, 0], torch.from_numpy(in_data_dir[1]))
+
+
+class _FakeResponse:
+    def __init__(self, url: str, body: bytes):
+        self.url, self.body, self.length, self.offset = url, body, len(body), 0
+
+    def read(self, n=-1):
+        chunk = self.body[self.offset:] if n < 0 else self.body[self.offset:self.offset + n]
+        self.offset += len(chunk)
+        return chunk
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize("name, cls", IDX_SETS)
+def test_idx_downloads_with_torchvision_when_nowhere_on_disk(tmp_path, package_dir, monkeypatch, name, cls):
+    """The third place: torchvision's own download (md5 check, extraction) from a fake mirror."""
+    served = tmp_path / "mirror"
+    sha, train_x, *_ = write_fake_idx(served, seed=3)
+    mirror = "http://mirror.invalid/"
+    fake_class = type(cls.__name__, (cls,), {
+        "mirrors": [mirror],
+        "resources": [(f"{f}.gz", hashlib.md5((served / f"{f}.gz").read_bytes()).hexdigest()) for f in FILES],
+    })
+    monkeypatch.setitem(IDX_SOURCES, name, dataclasses.replace(IDX_SOURCES[name], torchvision_class=fake_class))
+    requested = []
+
+    def serve(request, *args, **kwargs):
+        url = request.full_url
+        requested.append(url)
+        return _FakeResponse(url, (served / url.removeprefix(mirror)).read_bytes())
+
+    monkeypatch.setattr(urllib.request, "urlopen", serve)
+    root = tmp_path / "data"
+    with pytest.raises(DatasetUnavailableError, match="download=False"):
+        load_dataset(name, data_dir=root, download=False, sha256=sha)
+    assert requested == []
+    ds = load_dataset(name, data_dir=root, download=True, sha256=sha)
+    assert {u.removeprefix(mirror) for u in requested} == {f"{f}.gz" for f in FILES}
+    assert torch.equal(ds.train.images[:, 0], torch.from_numpy(train_x))
+    assert all((_raw_dir(root, cls) / f).is_file() for f in FILES)  # extracted: the next run reads data_dir
+    requested.clear()
+    load_dataset(name, data_dir=root, download=True, sha256=sha)
+    assert requested == []
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_fashion_mnist_missing_names_all_three_ways(tmp_path, package_dir, download):
+    with pytest.raises(DatasetUnavailableError) as err:
+        load_dataset("fashion_mnist", data_dir=tmp_path / "data", download=download)
+    msg = str(err.value)
+    assert "\n" not in msg
+    raw = _raw_dir((tmp_path / "data").resolve(), FashionMNIST)
+    for part in (str(raw), str(package_dir), "apt-get install dataset-fashion-mnist", "download=True",
+                 FashionMNIST.mirrors[0], "train-images-idx3-ubyte", "one of 3 ways"):
+        assert part in msg, part
+    if download:
+        assert "network disabled in tests" in msg
+
+
+def test_mnist_missing_names_its_two_ways(tmp_path, package_dir):
+    with pytest.raises(DatasetUnavailableError) as err:
+        load_dataset("mnist", data_dir=tmp_path, download=False)
+    msg = str(err.value)
+    assert "one of 2 ways" in msg and "apt-get" not in msg and MNIST.mirrors[0] in msg
+    assert str(_raw_dir(tmp_path.resolve(), MNIST)) in msg
+
+
+def test_idx_incomplete_folder_is_not_used(tmp_path, package_dir):
+    sha, *_ = write_fake_idx(_raw_dir(tmp_path, FashionMNIST))
+    (_raw_dir(tmp_path, FashionMNIST) / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DatasetUnavailableError):
+        load_dataset("fashion_mnist", data_dir=tmp_path, download=False, sha256=sha)
+
+
+def test_idx_corrupted_file_gives_checksum_error_not_another_copy(tmp_path, package_dir):
+    """A damaged copy in data_dir is an error naming it, even with a good copy in the package folder."""
+    sha, *_ = write_fake_idx(package_dir)
+    write_fake_idx(_raw_dir(tmp_path, FashionMNIST), gz=False)
+    path = _raw_dir(tmp_path, FashionMNIST) / "train-images-idx3-ubyte"
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DatasetChecksumError, match="checksum mismatch") as err:
+        load_dataset("fashion_mnist", data_dir=tmp_path, download=False, sha256=sha)
+    assert str(path) in str(err.value)
+
+
+def test_idx_truncated_gzip_gives_checksum_error(tmp_path, package_dir):
+    sha, *_ = write_fake_idx(package_dir)
+    path = package_dir / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-9])
+    with pytest.raises(DatasetChecksumError, match="cannot read") as err:
+        load_dataset("fashion_mnist", data_dir=tmp_path, download=False, sha256=sha)
+    assert str(path) in str(err.value)
+
+
+def test_idx_wrong_magic_gives_checksum_error(tmp_path, package_dir):
+    sha, *_ = write_fake_idx(package_dir)
+    labels_as_images = idx_bytes(torch.zeros(12, 28, dtype=torch.uint8).numpy())  # 2-D where 1-D belongs
+    (package_dir / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(labels_as_images))
+    sha["t10k-labels-idx1-ubyte"] = hashlib.sha256(labels_as_images).hexdigest()
+    with pytest.raises(DatasetChecksumError, match="not an unsigned-byte idx file with 1 dimensions"):
+        load_dataset("fashion_mnist", data_dir=tmp_path, download=False, sha256=sha)
+
+
+@pytest.mark.skipif(not (IDX_SOURCES["fashion_mnist"].package_dir / "train-images-idx3-ubyte.gz").is_file(),
+                    reason="the Debian package dataset-fashion-mnist is not installed")
+def test_real_fashion_mnist_from_the_debian_package(tmp_path):
+    """Where the package is installed: the published content (checked by SHA-256), in its native shape."""
+    ds = load_dataset("fashion_mnist", data_dir=tmp_path, download=False)
+    assert ds.train.images.shape == (60000, 1, 28, 28) and ds.test.images.shape == (10000, 1, 28, 28)
+    assert torch.bincount(ds.train.labels).tolist() == [6000] * 10
+    assert torch.bincount(ds.test.labels).tolist() == [1000] * 10
+    assert ds.mean[0] == pytest.approx(0.2860, abs=1e-4) and ds.std[0] == pytest.approx(0.3530, abs=1e-4)
 
 
 # ---- offline datasets ----------------------------------------------------------------------------

@@ -6,8 +6,13 @@ from torch import nn
 
 from fggp.models import MODELS, build_model, flops, layer_macs
 
-# Exact counts (all parameters incl. BN affine and linear bias, 10 classes).
-PARAMS = {"vgg19": 20_035_018, "resnet50": 23_520_842, "resnet20": 272_474, "tiny": 24_346}
+# Exact counts (all parameters incl. BN affine and linear bias, 10 classes) for 3x32x32 images.
+PARAMS = {"vgg19": 20_035_018, "resnet50": 23_520_842, "resnet20": 272_474, "tiny": 24_346,
+          "lenet300_100": 953_010, "lenet5": 657_080}
+# For 1x28x28 (Fashion-MNIST, MNIST): the convolutional nets lose two thirds of their stem's weights.
+PARAMS_1x28x28 = {"vgg19": 20_035_018 - 2 * 64 * 9, "resnet50": 23_520_842 - 2 * 64 * 9,
+                  "resnet20": 272_474 - 2 * 16 * 9, "tiny": 24_346 - 2 * 16 * 9,
+                  "lenet300_100": 266_610, "lenet5": 431_080}
 
 
 def n_params(model: nn.Module) -> int:
@@ -20,12 +25,56 @@ def vgg():
 
 
 def test_registry_names():
-    assert sorted(MODELS) == ["resnet20", "resnet50", "tiny", "vgg19"]
+    assert sorted(MODELS) == ["lenet300_100", "lenet5", "resnet20", "resnet50", "tiny", "vgg19"]
 
 
 @pytest.mark.parametrize("name", sorted(PARAMS))
 def test_exact_param_count(name):
     assert n_params(build_model(name)) == PARAMS[name]
+    assert n_params(build_model(name, input_shape=(3, 32, 32))) == PARAMS[name]
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS_1x28x28))
+def test_exact_param_count_for_one_channel_28x28(name):
+    assert n_params(build_model(name, input_shape=(1, 28, 28))) == PARAMS_1x28x28[name]
+
+
+def test_lenet_layers_as_documented():
+    """LeNet-300-100: 784*300+300 + 300*100+100 + 100*10+10; LeNet-5 (Caffe's, Han et al. 2015):
+    conv 5x5x1x20+20, conv 5x5x20x50+50, 800*500+500, 500*10+10."""
+    assert 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10 == PARAMS_1x28x28["lenet300_100"]
+    assert 25 * 20 + 20 + 25 * 20 * 50 + 50 + 800 * 500 + 500 + 500 * 10 + 10 == PARAMS_1x28x28["lenet5"]
+    shapes = {n: tuple(p.shape) for n, p in build_model("lenet5", input_shape=(1, 28, 28)).named_parameters()}
+    assert shapes == {"conv1.weight": (20, 1, 5, 5), "conv1.bias": (20,), "conv2.weight": (50, 20, 5, 5),
+                      "conv2.bias": (50,), "fc1.weight": (500, 800), "fc1.bias": (500,),
+                      "fc2.weight": (10, 500), "fc2.bias": (10,)}
+    mlp = build_model("lenet300_100", input_shape=(1, 28, 28))
+    assert [m.out_features for m in mlp.modules() if isinstance(m, nn.Linear)] == [300, 100, 10]
+    assert not any(isinstance(m, nn.ReLU) for m in list(build_model("lenet5").children())[:3])
+
+
+def test_lenet5_forward_matches_its_definition():
+    torch.manual_seed(0)
+    model = build_model("lenet5", input_shape=(1, 28, 28)).eval()
+    x = torch.randn(3, 1, 28, 28)
+    F = nn.functional
+    h = F.max_pool2d(F.conv2d(x, model.conv1.weight, model.conv1.bias), 2)
+    h = F.max_pool2d(F.conv2d(h, model.conv2.weight, model.conv2.bias), 2)
+    h = F.relu(F.linear(h.flatten(1), model.fc1.weight, model.fc1.bias))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), F.linear(h, model.fc2.weight, model.fc2.bias))
+
+
+@pytest.mark.parametrize("shape", [(2, 28), (0, 28, 28), (1, 28.0, 28), "1x28x28"])
+def test_bad_input_shape(shape):
+    with pytest.raises(ValueError, match=r"^input_shape: .* must be three positive integers"):
+        build_model("tiny", input_shape=shape)
+
+
+def test_lenet5_too_small_input():
+    with pytest.raises(ValueError, match=r"^input_shape: \(1, 15, 28\) is too small for lenet5"):
+        build_model("lenet5", input_shape=(1, 15, 28))
+    assert build_model("lenet5", input_shape=(1, 16, 16)).fc1.in_features == 50
 
 
 def test_param_counts_match_literature():
@@ -37,15 +86,16 @@ def test_param_counts_match_literature():
 
 @pytest.mark.parametrize("name", sorted(PARAMS))
 @pytest.mark.parametrize("num_classes", [10, 100])
-def test_output_shape(name, num_classes):
-    model = build_model(name, num_classes=num_classes).eval()
+@pytest.mark.parametrize("shape", [(3, 32, 32), (1, 28, 28)])
+def test_output_shape(name, num_classes, shape):
+    model = build_model(name, num_classes=num_classes, input_shape=shape).eval()
     with torch.no_grad():
-        out = model(torch.randn(2, 3, 32, 32))
+        out = model(torch.randn(2, *shape))
     assert out.shape == (2, num_classes)
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", ["resnet20", "tiny"])
+@pytest.mark.parametrize("name", ["resnet20", "tiny", "lenet300_100", "lenet5"])
 def test_channels_last_matches_contiguous(name):
     torch.manual_seed(0)
     model = build_model(name).eval()
@@ -76,7 +126,7 @@ def test_convs_use_kaiming_fan_out_init():
 def test_unknown_arch_message():
     with pytest.raises(ValueError) as exc:
         build_model("foo")
-    assert str(exc.value) == "arch: 'foo' is not one of resnet20, resnet50, tiny, vgg19"
+    assert str(exc.value) == "arch: 'foo' is not one of lenet300_100, lenet5, resnet20, resnet50, tiny, vgg19"
 
 
 def test_layer_macs_toy_model():
@@ -124,6 +174,23 @@ def test_vgg19_dense_macs(vgg):
 
 def test_resnet20_dense_macs():
     assert sum(layer_macs(build_model("resnet20")).values()) == 40_813_184
+
+
+def test_lenet_macs_at_the_datasets_input_shape():
+    mlp = build_model("lenet300_100", input_shape=(1, 28, 28))
+    assert layer_macs(mlp, (1, 1, 28, 28)) == {"fc1.weight": 784 * 300, "fc2.weight": 300 * 100, "fc3.weight": 1000}
+    lenet5 = build_model("lenet5", input_shape=(1, 28, 28))
+    assert layer_macs(lenet5, (1, 1, 28, 28)) == {
+        "conv1.weight": 24 * 24 * 20 * 25,  # 28 - 4 = 24
+        "conv2.weight": 8 * 8 * 50 * 20 * 25,  # 24 / 2 - 4 = 8
+        "fc1.weight": 800 * 500,
+        "fc2.weight": 500 * 10,
+    }
+    # A conv net's MACs follow the image: resnet20's feature maps 28/14/7 have 49/64 of the positions of
+    # 32/16/8, its stem reads 1 channel instead of 3, and the linear head (64*10) does not change.
+    stem_32, head = 32 * 32 * 16 * 3 * 9, 64 * 10
+    small = layer_macs(build_model("resnet20", input_shape=(1, 28, 28)), (1, 1, 28, 28))
+    assert sum(small.values()) == (40_813_184 - stem_32 - head) * 49 // 64 + 28 * 28 * 16 * 1 * 9 + head
 
 
 def test_flops_scales_with_density(vgg):

@@ -16,7 +16,7 @@ QUICK = dict(arch="tiny", dataset="synthetic", epochs=3, prune_end_epoch=2, prun
     "kwargs, field",
     [
         (dict(arch="alexnet"), "arch"),
-        (dict(dataset="mnist"), "dataset"),
+        (dict(dataset="imagenet"), "dataset"),
         (dict(recipe="obd"), "recipe"),
         (dict(target_sparsity=1.0), "target_sparsity"),
         (dict(initial_sparsity=-0.1), "initial_sparsity"),

@@ -3,17 +3,22 @@
 from .datasets import (
     CIFAR10_MD5,
     DATASETS,
+    IDX_SOURCES,
+    VAL_SPLIT_SEED,
     Dataset,
     DatasetChecksumError,
     DatasetUnavailableError,
     Split,
     load_dataset,
+    with_validation,
 )
 from .loader import DeviceLoader, apply_augmentation, augment, draw_augmentation
 
 __all__ = [
     "CIFAR10_MD5",
     "DATASETS",
+    "IDX_SOURCES",
+    "VAL_SPLIT_SEED",
     "Dataset",
     "DatasetChecksumError",
     "DatasetUnavailableError",
@@ -23,4 +28,5 @@ __all__ = [
     "augment",
     "draw_augmentation",
     "load_dataset",
+    "with_validation",
 ]

@@ -1,12 +1,17 @@
 """Datasets as whole uint8 tensors, so a loader can keep them on the device.
 
-Every dataset is converted once to ``Split(images uint8 [N, 3, 32, 32], labels int64 [N])``; the
-per-batch work (augmentation, normalization) happens later on the device. ``cifar10`` is the real
-benchmark; ``digits`` (scikit-learn's bundled images) and ``synthetic`` need no files or network.
+Every dataset is converted once to ``Split(images uint8 [N, C, H, W], labels int64 [N])`` in its native
+shape (CIFAR-10 3x32x32, Fashion-MNIST and MNIST 1x28x28); the per-batch work (augmentation,
+normalization) happens later on the device. ``cifar10``, ``fashion_mnist`` and ``mnist`` are real
+benchmarks; ``digits`` (scikit-learn's bundled images) and ``synthetic`` need no files or network and are
+CIFAR-shaped (3x32x32) stand-ins, so every architecture runs on them offline.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.datasets import CIFAR10
+from torchvision.datasets import CIFAR10, MNIST, FashionMNIST
 from torchvision.datasets.utils import calculate_md5, download_and_extract_archive
 
 
@@ -29,12 +34,12 @@ class DatasetChecksumError(RuntimeError):
 
 @dataclass
 class Split:
-    images: torch.Tensor  # uint8 [N, 3, 32, 32], NCHW
+    images: torch.Tensor  # uint8 [N, C, H, W], NCHW
     labels: torch.Tensor  # int64 [N]
 
     def __post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
-            raise ValueError(f"images: expected uint8 [N, 3, H, W], got {self.images.dtype} {list(self.images.shape)}")
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise ValueError(f"images: expected uint8 [N, C, H, W], got {self.images.dtype} {list(self.images.shape)}")
         if self.labels.dtype != torch.int64 or self.labels.shape != self.images.shape[:1]:
             raise ValueError(f"labels: expected int64 [{len(self.images)}], got {self.labels.dtype} {list(self.labels.shape)}")
 
@@ -48,14 +53,57 @@ class Dataset:
     train: Split
     test: Split
     num_classes: int
-    mean: tuple[float, float, float]  # per channel, in 0..1 units
-    std: tuple[float, float, float]
+    mean: tuple[float, ...]  # per channel, in 0..1 units
+    std: tuple[float, ...]
     augment: bool = True  # whether crop+flip suit the data (a mirrored digit is another glyph)
+    val: Split | None = None  # held out of the training images by ``with_validation``; never augmented
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(channels, height, width)`` of one image: what a model is built for."""
+        return tuple(self.train.images.shape[1:])
 
 
 def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    x = images.double().div(255).transpose(0, 1).reshape(3, -1)
-    return tuple(x.mean(1).tolist()), tuple(x.std(1).tolist())
+    """Per-channel mean and (sample) std in 0..1 units, from a histogram of the 256 byte values: exact, and
+    without a float copy of the whole split."""
+    values = torch.arange(256, dtype=torch.float64) / 255
+    means, stds = [], []
+    for c in range(images.shape[1]):
+        counts = torch.bincount(images[:, c].reshape(-1), minlength=256).double()
+        n = counts.sum()
+        mean = (counts * values).sum() / n
+        means.append(mean.item())
+        stds.append(((counts * (values - mean) ** 2).sum() / (n - 1)).sqrt().item())
+    return tuple(means), tuple(stds)
+
+
+# ---- validation split ----------------------------------------------------------------------------
+
+VAL_SPLIT_SEED = 0  # one split for every run seed, so runs that differ only in seed share it
+
+
+def with_validation(data: Dataset, val_size: int, seed: int = VAL_SPLIT_SEED) -> Dataset:
+    """Hold ``val_size`` training images out as ``val``: stratified by class, the same for every run.
+
+    The test split is untouched; normalization keeps the dataset's statistics.
+    """
+    from sklearn.model_selection import train_test_split
+
+    n = len(data.train)
+    if isinstance(val_size, bool) or not isinstance(val_size, int) or not 0 < val_size < n:
+        raise ValueError(f"val_size: {val_size!r} must be an integer in [1, {n - 1}] for the {n} training "
+                         f"images of {data.name}")
+    labels = data.train.labels.numpy()
+    try:
+        keep, held = train_test_split(np.arange(n), test_size=val_size, stratify=labels, random_state=seed)
+    except ValueError as e:
+        raise ValueError(f"val_size: {val_size} cannot give a split stratified by class of the {n} training images "
+                         f"of {data.name} ({e})") from None
+    keep, held = torch.from_numpy(np.sort(keep)), torch.from_numpy(np.sort(held))
+    train = Split(data.train.images[keep], data.train.labels[keep])
+    val = Split(data.train.images[held], data.train.labels[held])
+    return dataclasses.replace(data, train=train, val=val)
 
 
 # ---- cifar10 -------------------------------------------------------------------------------------
@@ -127,6 +175,131 @@ def _cifar10(data_dir: str | os.PathLike, download: bool, md5: dict[str, str] | 
     return Dataset("cifar10", splits[0], splits[1], 10, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
 
 
+# ---- fashion_mnist, mnist -------------------------------------------------------------------------
+
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+# SHA-256 of the uncompressed idx files. Checked on the content rather than on the .gz, because the Debian
+# package re-compresses the originals (its .gz lack the stored file name, so their md5 is not the publisher's).
+FASHION_MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+
+
+@dataclass(frozen=True)
+class IdxSource:
+    """Where an idx dataset is looked for: ``<data_dir>/<torchvision folder>/raw``, a system package, a download."""
+
+    name: str
+    title: str
+    torchvision_class: type[MNIST]
+    sha256: dict[str, str]
+    package: str | None  # Debian package that installs the four .gz files
+    package_dir: Path | None
+
+    def raw_dir(self, root: Path) -> Path:
+        """The folder torchvision downloads into (and reads from): ``<root>/<ClassName>/raw``."""
+        return root / self.torchvision_class.__name__ / "raw"
+
+
+IDX_SOURCES: dict[str, IdxSource] = {
+    "fashion_mnist": IdxSource("fashion_mnist", "Fashion-MNIST", FashionMNIST, FASHION_MNIST_SHA256,
+                               "dataset-fashion-mnist", Path("/usr/share/datasets/fashion-mnist")),
+    "mnist": IdxSource("mnist", "MNIST", MNIST, MNIST_SHA256, None, None),
+}
+
+
+def _idx_files(folder: Path | None) -> dict[str, Path] | None:
+    """The four files in ``folder``, each plain or gzipped (plain preferred); None unless all four are there."""
+    if folder is None:
+        return None
+    found = {}
+    for name in IDX_FILES:
+        for candidate in (folder / name, folder / f"{name}.gz"):
+            if candidate.is_file():
+                found[name] = candidate
+                break
+        else:
+            return None
+    return found
+
+
+def _read_idx(source: IdxSource, path: Path, sha256: str, ndim: int) -> np.ndarray:
+    """An unsigned-byte idx array (magic ``0x0000 08 <ndim>``, big-endian sizes) after its content checksum."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError) as e:
+        raise DatasetChecksumError(f"{source.name}: cannot read '{path}' ({e}); delete it and get it again") from e
+    actual = hashlib.sha256(raw).hexdigest()
+    if actual != sha256:
+        raise DatasetChecksumError(
+            f"{source.name}: checksum mismatch for '{path}' (sha256 of its content {actual}, expected {sha256}); "
+            "the file is corrupted, incomplete or another data set. Delete it and get it again."
+        )
+    header = np.frombuffer(raw[:4 + 4 * ndim], dtype=">u4")
+    if header[0] != 0x0800 + ndim:
+        raise DatasetChecksumError(f"{source.name}: '{path}' is not an unsigned-byte idx file with {ndim} dimensions")
+    dims = [int(d) for d in header[1:]]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _idx_unavailable(source: IdxSource, root: Path, reason: str) -> DatasetUnavailableError:
+    places = [f"'{source.raw_dir(root)}'"] + ([f"'{source.package_dir}'"] if source.package_dir else [])
+    ways = [f"put {', '.join(IDX_FILES)} (each may be .gz) in '{source.raw_dir(root)}'"]
+    if source.package:
+        ways.append(f"install the Debian package {source.package} (apt-get install {source.package}), "
+                    f"which puts them in '{source.package_dir}'")
+    ways.append(f"run with download=True where there is network (torchvision fetches them from "
+                f"{source.torchvision_class.mirrors[0]})")
+    return DatasetUnavailableError(
+        f"{source.name}: no {source.title} idx files in {' or '.join(places)} ({reason}). "
+        f"Get them one of {len(ways)} ways: " + "; or ".join(ways) + "."
+    )
+
+
+def _idx_dataset(source: IdxSource, data_dir: str | os.PathLike, download: bool,
+                 sha256: dict[str, str] | None = None) -> Dataset:
+    """Looked for in ``data_dir`` (torchvision's layout), then the package's folder, else downloaded."""
+    sha256 = source.sha256 if sha256 is None else sha256
+    root = Path(data_dir).expanduser().resolve()
+    files = _idx_files(source.raw_dir(root)) or _idx_files(source.package_dir)
+    if files is None:
+        if not download:
+            raise _idx_unavailable(source, root, "download=False")
+        try:  # torchvision checks every downloaded .gz against the publisher's md5 before extracting it
+            source.torchvision_class(str(root), train=True, download=True)
+        except (OSError, RuntimeError) as e:
+            raise _idx_unavailable(source, root, f"the download failed: {type(e).__name__}: "
+                                                 f"{' '.join(str(e).split())}") from e
+        files = _idx_files(source.raw_dir(root))
+    arrays = {name: _read_idx(source, path, sha256[name], 3 if "images" in name else 1) for name, path in files.items()}
+    splits = []
+    for prefix in ("train", "t10k"):
+        images, labels = arrays[f"{prefix}-images-idx3-ubyte"], arrays[f"{prefix}-labels-idx1-ubyte"]
+        if len(images) != len(labels):
+            raise DatasetChecksumError(f"{source.name}: {len(images)} {prefix} images but {len(labels)} labels")
+        splits.append(Split(torch.from_numpy(images.copy())[:, None], torch.from_numpy(labels.astype(np.int64))))
+    mean, std = _channel_stats(splits[0].images)
+    # No crop or flip: the LeNet pruning results (Han et al. 2015; Frankle & Carbin 2019) train without them.
+    return Dataset(source.name, splits[0], splits[1], 10, mean, std, augment=False)
+
+
+def _fashion_mnist(data_dir="data", download: bool = True, **kwargs) -> Dataset:
+    return _idx_dataset(IDX_SOURCES["fashion_mnist"], data_dir, download, **kwargs)
+
+
+def _mnist(data_dir="data", download: bool = True, **kwargs) -> Dataset:
+    return _idx_dataset(IDX_SOURCES["mnist"], data_dir, download, **kwargs)
+
+
 # ---- digits --------------------------------------------------------------------------------------
 
 def _digits(data_dir=None, download: bool = True) -> Dataset:
@@ -180,11 +353,13 @@ def _synthetic(data_dir=None, download: bool = True, *, seed: int = 0, n_train: 
     return Dataset("synthetic", train, test, num_classes, mean, std)
 
 
-DATASETS: dict[str, Callable[..., Dataset]] = {"cifar10": _cifar10, "digits": _digits, "synthetic": _synthetic}
+DATASETS: dict[str, Callable[..., Dataset]] = {"cifar10": _cifar10, "fashion_mnist": _fashion_mnist, "mnist": _mnist,
+                                               "digits": _digits, "synthetic": _synthetic}
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike = "data", download: bool = True, **kwargs) -> Dataset:
-    """Load ``name`` as device-ready uint8 tensors; ``kwargs`` go to the dataset (e.g. ``seed`` for synthetic)."""
+    """Load ``name`` as device-ready uint8 tensors; ``kwargs`` go to the dataset (e.g. ``seed`` for synthetic,
+    ``sha256`` for the idx sets in tests)."""
     if name not in DATASETS:
         raise ValueError(f"dataset: {name!r} is not one of {', '.join(DATASETS)}")
     return DATASETS[name](data_dir, download, **kwargs)

@@ -63,9 +63,9 @@ class ResNet(nn.Module):
     """Stem, one stage per entry of `blocks` (stride 2 from the second on), pool, linear."""
 
     def __init__(self, block: type, blocks: list[int], widths: list[int],
-                 num_classes: int = 10) -> None:
+                 num_classes: int = 10, in_channels: int = 3) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, widths[0], 3, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
         in_ch, stages = widths[0], []
@@ -87,9 +87,9 @@ class ResNet(nn.Module):
         return self.fc(self.pool(x))
 
 
-def resnet20(num_classes: int = 10) -> ResNet:
-    return ResNet(BasicBlock, [3, 3, 3], [16, 32, 64], num_classes)
+def resnet20(num_classes: int = 10, input_shape: tuple[int, int, int] = (3, 32, 32)) -> ResNet:
+    return ResNet(BasicBlock, [3, 3, 3], [16, 32, 64], num_classes, input_shape[0])
 
 
-def resnet50(num_classes: int = 10) -> ResNet:
-    return ResNet(Bottleneck, [3, 4, 6, 3], [64, 128, 256, 512], num_classes)
+def resnet50(num_classes: int = 10, input_shape: tuple[int, int, int] = (3, 32, 32)) -> ResNet:
+    return ResNet(Bottleneck, [3, 4, 6, 3], [64, 128, 256, 512], num_classes, input_shape[0])

@@ -15,10 +15,10 @@ def _conv_bn(in_ch: int, out_ch: int) -> list[nn.Module]:
 
 
 class TinyCNN(nn.Module):
-    def __init__(self, num_classes: int = 10) -> None:
+    def __init__(self, num_classes: int = 10, in_channels: int = 3) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            *_conv_bn(3, 16), nn.MaxPool2d(2),
+            *_conv_bn(in_channels, 16), nn.MaxPool2d(2),
             *_conv_bn(16, 32), nn.MaxPool2d(2),
             *_conv_bn(32, 64), GlobalAvgPool(),
         )
@@ -31,5 +31,5 @@ class TinyCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-def tiny(num_classes: int = 10) -> TinyCNN:
-    return TinyCNN(num_classes)
+def tiny(num_classes: int = 10, input_shape: tuple[int, int, int] = (3, 32, 32)) -> TinyCNN:
+    return TinyCNN(num_classes, input_shape[0])

@@ -15,10 +15,10 @@ class VGG(nn.Module):
     almost all weights in the convs, which is the setting the pruning papers report.
     """
 
-    def __init__(self, cfg: list, num_classes: int = 10) -> None:
+    def __init__(self, cfg: list, num_classes: int = 10, in_channels: int = 3) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        in_ch = 3
+        in_ch = in_channels
         for v in cfg:
             if v == "M":
                 layers.append(nn.MaxPool2d(2))
@@ -37,5 +37,5 @@ class VGG(nn.Module):
         return self.classifier(self.pool(self.features(x)))
 
 
-def vgg19(num_classes: int = 10) -> VGG:
-    return VGG(CFG_19, num_classes)
+def vgg19(num_classes: int = 10, input_shape: tuple[int, int, int] = (3, 32, 32)) -> VGG:
+    return VGG(CFG_19, num_classes, input_shape[0])

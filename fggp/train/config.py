@@ -56,7 +56,8 @@ class RunConfig:
     deterministic: bool = False
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     channels_last: bool | None = None  # None: channels_last on CUDA; a layout, not part of the run's identity
-    augment: bool | None = None  # None: the dataset's default (off for digits)
+    augment: bool | None = None  # None: the dataset's default (off for digits, mnist, fashion_mnist)
+    val_size: int = 0  # training images held out for validation (stratified, one fixed split); 0: none
     compile: bool = False
     progress: bool = True
     extra: dict = field(default_factory=dict)  # free-form labels; part of the run's identity
@@ -78,7 +79,7 @@ class RunConfig:
             )
         for name in ("epochs", "batch_size", "prune_every"):
             _integer(name, getattr(self, name), 1)
-        for name in ("prune_start_epoch", "prune_end_epoch", "seed"):
+        for name in ("prune_start_epoch", "prune_end_epoch", "seed", "val_size"):
             _integer(name, getattr(self, name), 0)
         if self.prune_end_epoch > self.epochs:
             raise ValueError(
@@ -125,6 +126,8 @@ class RunConfig:
         d = self.to_dict()
         for key in NOT_IDENTITY:
             d.pop(key)
+        if d["val_size"] == 0:  # runs without a split keep the ids they had before the field existed
+            d.pop("val_size")
         return d
 
     @property

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import __version__, faults
-from ..data import DeviceLoader, load_dataset
+from ..data import DeviceLoader, load_dataset, with_validation
 from ..models import build_model, flops
 from ..pruning import Pruner
 from .checkpoint import load_checkpoint, read_result, save_checkpoint, write_json, write_jsonl
@@ -119,13 +119,18 @@ class _Trainer:
         self.runtime = resolve_runtime(c, device)
         _set_determinism(c.deterministic, device)
         torch.manual_seed(c.seed)
+        if c.val_size:
+            data = with_validation(data, c.val_size)
         augment = data.augment if c.augment is None else c.augment
         channels_last = self.runtime["channels_last"]
         self.train_loader = DeviceLoader(data.train, c.batch_size, train=True, mean=data.mean, std=data.std,
                                          device=device, seed=c.seed, augment=augment, channels_last=channels_last)
         self.test_loader = DeviceLoader(data.test, 500, train=False, mean=data.mean, std=data.std, device=device,
                                         channels_last=channels_last)
-        self.model = build_model(c.arch, num_classes=data.num_classes).to(device)
+        self.val_loader = (DeviceLoader(data.val, 500, train=False, mean=data.mean, std=data.std, device=device,
+                                        channels_last=channels_last) if data.val is not None else None)
+        self.input_shape = data.shape
+        self.model = build_model(c.arch, num_classes=data.num_classes, input_shape=data.shape).to(device)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=c.lr, momentum=c.momentum,
@@ -186,16 +191,19 @@ class _Trainer:
             if bad_step is not None:
                 return self.finish("diverged", diverged_step=bad_step)
             test_loss, test_acc = self.evaluate()
+            val = dict(zip(("val_loss", "val_acc"), self.evaluate(self.val_loader))) if self.val_loader else {}
             self.elapsed += time.perf_counter() - started
-            row = {"epoch": self.epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss,
-                   "test_acc": test_acc, "lr": lr_at(c, self.epoch), "sparsity": self.pruner.sparsity,
-                   "step": self.pruner.step, "seconds": time.perf_counter() - started}
+            row = {"epoch": self.epoch + 1, "train_loss": train_loss, "train_acc": train_acc, **val,
+                   "test_loss": test_loss, "test_acc": test_acc, "lr": lr_at(c, self.epoch),
+                   "sparsity": self.pruner.sparsity, "step": self.pruner.step,
+                   "seconds": time.perf_counter() - started}
             self.history.append(row)
             self.epoch += 1
             save_checkpoint(self.run_dir, self._state())
             write_jsonl(self.run_dir / "metrics.jsonl", self.history)
             self.log(f"epoch {row['epoch']}/{c.epochs}  train {train_loss:.4f} / {train_acc:.4f}  "
-                     f"test {test_loss:.4f} / {test_acc:.4f}  sparsity {row['sparsity']:.4f}  {row['seconds']:.1f}s")
+                     + (f"val {val['val_loss']:.4f} / {val['val_acc']:.4f}  " if val else "")
+                     + f"test {test_loss:.4f} / {test_acc:.4f}  sparsity {row['sparsity']:.4f}  {row['seconds']:.1f}s")
         return self.finish("completed")
 
     def _train_epoch(self, epoch: int):
@@ -247,16 +255,18 @@ class _Trainer:
         return self.pruner.step - len(losses) + finite.index(False) + 1
 
     @torch.no_grad()
-    def evaluate(self) -> tuple[float, float]:
+    def evaluate(self, loader: DeviceLoader | None = None) -> tuple[float, float]:
+        """Loss and accuracy over ``loader`` (the test split by default), unaugmented, in order."""
+        loader = loader or self.test_loader
         self.model.eval()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
-        for x, y in self.test_loader.iter_epoch(0):
+        for x, y in loader.iter_epoch(0):
             with self.autocast:
                 logits = self.forward(x)
             loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum")
             correct += (logits.argmax(1) == y).sum()
-        n = len(self.test_loader.labels)
+        n = len(loader.labels)
         return loss_sum.item() / n, correct.item() / n
 
     # ----------------------------------------------------------------- result
@@ -264,10 +274,15 @@ class _Trainer:
         c = self.config
         densities = self.pruner.densities()
         last = self.history[-1] if self.history else {}
+        # Model selection on the validation split only: the first epoch with the highest val accuracy.
+        best_val = max((h for h in self.history if "val_acc" in h), key=lambda h: h["val_acc"], default={})
         result = {
             "status": status,
             "run_id": c.run_id,
             "final_test_acc": last.get("test_acc"),
+            "best_val_acc": best_val.get("val_acc"),
+            "best_val_epoch": best_val.get("epoch"),
+            "test_acc_at_best_val": best_val.get("test_acc"),
             "best_test_acc": max((h["test_acc"] for h in self.history), default=None),
             "best_test_acc_note": "maximum over epochs of the TEST accuracy: optimistic, for reference only",
             "final_sparsity": self.pruner.sparsity,
@@ -275,8 +290,8 @@ class _Trainer:
             "mask_hash": self.pruner.mask_hash(),
             "kept_weights": self.pruner.active,
             "prunable_weights": self.pruner.total,
-            "dense_flops": flops(self.model),
-            "sparse_flops": flops(self.model, densities),
+            "dense_flops": flops(self.model, input_size=(1, *self.input_shape)),
+            "sparse_flops": flops(self.model, densities, input_size=(1, *self.input_shape)),
             "epochs_done": self.epoch,
             "steps_done": self.pruner.step,
             "wall_seconds": self.elapsed,
