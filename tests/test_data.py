@@ -405,3 +405,10 @@ def test_augment_off_shuffles_in_the_same_order_without_cropping():
     for (_, y_on), (x_off, y_off) in zip(on, off, strict=True):
         assert torch.equal(y_on, y_off)
         assert torch.equal(x_off, off_loader.normalize(split.images[y_off]))
+
+
+@pytest.mark.parametrize("name", ["digits", "synthetic"])
+def test_static_shapes_match_the_loaded_datasets(name):
+    from fggp.data import SHAPES
+
+    assert load_dataset(name).shape == SHAPES[name]

@@ -353,6 +353,11 @@ def _synthetic(data_dir=None, download: bool = True, *, seed: int = 0, n_train: 
     return Dataset("synthetic", train, test, num_classes, mean, std)
 
 
+# (channels, height, width) of each dataset's images, known without loading it: run configs check a model's
+# layer sizes (feasibility of per-layer floors) before any data is read.
+SHAPES: dict[str, tuple[int, int, int]] = {"cifar10": (3, 32, 32), "fashion_mnist": (1, 28, 28), "mnist": (1, 28, 28),
+                                           "digits": (3, 32, 32), "synthetic": (3, 32, 32)}
+
 DATASETS: dict[str, Callable[..., Dataset]] = {"cifar10": _cifar10, "fashion_mnist": _fashion_mnist, "mnist": _mnist,
                                                "digits": _digits, "synthetic": _synthetic}
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..data import DATASETS
+from ..data import DATASETS, SHAPES
 from ..models import MODELS, build_model
 from ..pruning import RECIPES, check_feasible, floor_counts, get_recipe, initial_counts, prunable_parameters
 from ..pruning.validate import at_least, in_range, one_of
@@ -108,7 +108,7 @@ class RunConfig:
                 raise ValueError(f"{name}: {getattr(self, name)!r} must be true, false or none")
         recipe = self.pruning_recipe()  # rate / grad_window are checked by the recipe
         if recipe.prunes and recipe.min_keep:
-            sizes, shapes = layer_shapes(self.arch)
+            sizes, shapes = layer_shapes(self.arch, SHAPES[self.dataset])
             check_feasible(sizes, floor_counts(sizes, recipe.min_keep), self.target_sparsity,
                            initial_counts(sizes, shapes, recipe, self.initial_sparsity))
 
@@ -162,11 +162,11 @@ class RunConfig:
 
 
 @functools.lru_cache(maxsize=None)
-def layer_shapes(arch: str) -> tuple[dict[str, int], dict[str, tuple]]:
+def layer_shapes(arch: str, input_shape: tuple[int, int, int] = (3, 32, 32)) -> tuple[dict[str, int], dict[str, tuple]]:
     """Sizes and shapes of an architecture's prunable weights, from a model built on the meta device (no
     memory, no data), so a config can be checked for feasibility before any work."""
     with torch.device("meta"):
-        params = prunable_parameters(build_model(arch))
+        params = prunable_parameters(build_model(arch, input_shape=input_shape))
     return {n: p.numel() for n, p in params.items()}, {n: tuple(p.shape) for n, p in params.items()}
 
 
