@@ -642,9 +642,16 @@ def overview(df: pd.DataFrame) -> str:
 
 def plot_accuracy_vs_sparsity(df: pd.DataFrame) -> Figure:
     """Mean final accuracy against target sparsity: one panel per setup and arch (setups never share
-    axes), one line per recipe, 95% t intervals as error bars, hollow markers where n < 3, dense as the
-    dashed ceiling with its interval as a band. The legend sits outside the axes, below them."""
+    axes), one line per recipe, 95% t intervals as error bars, hollow markers where n < 3, a cross on a
+    cell with a collapsed layer, dense as the dashed ceiling with its interval as a band.
+
+    The sparsities are evenly spaced categories (90, 95, 99% are where recipes differ; on a linear axis
+    they crowd together) and each recipe is nudged sideways so that equal means stay visible. The
+    legend sits outside the axes, below them, never over the data.
+    """
     s = summary(df)
+    cells = _table_cells(df)
+    cells = _pruned(cells[cells["state"] == "completed"]) if len(cells) else cells
     panels = [(st, arch) for st in setups(df) for arch in sorted(set(s.loc[s["setup"] == st, "arch"]))]
     if not panels:
         fig = Figure(figsize=(5.5, 3), layout="constrained")
@@ -653,7 +660,7 @@ def plot_accuracy_vs_sparsity(df: pd.DataFrame) -> Figure:
                 transform=ax.transAxes)
         ax.set_axis_off()
         return fig
-    fig = Figure(figsize=(4.6 * len(panels), 4.6), layout="constrained")
+    fig = Figure(figsize=(max(5.0, 4.6 * len(panels)), 4.8), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)[0])
     labels = sorted(set(s["recipe"]), key=_recipe_order)
     colors = {lab: f"C{i % 10}" for i, lab in enumerate(lab for lab in labels if not _is_dense(lab))}
@@ -662,26 +669,32 @@ def plot_accuracy_vs_sparsity(df: pd.DataFrame) -> Figure:
     handles: dict[str, object] = {}
     for ax, (setup, arch) in zip(axes, panels):
         here = s[(s["setup"] == setup) & (s["arch"] == arch)]
-        pruned = _pruned(here)
+        pruned = cells[(cells["setup"] == setup) & (cells["arch"] == arch)] if len(cells) else cells
         for r in here[_dense(here["recipe"])].itertuples():
             line = ax.axhline(r.mean_pct, color="k", ls="--", lw=1)
             handles.setdefault(r.recipe, line)
             if r.n > 1 and not math.isnan(r.ci95_low_pct):
                 ax.axhspan(r.ci95_low_pct, r.ci95_high_pct, color="k", alpha=0.07, lw=0)
-        for (label, initial), g in pruned.groupby(["recipe", "initial_sparsity"], sort=False):
+        targets = sorted(set(pruned["target_sparsity"])) if len(pruned) else []
+        series = list(pruned.groupby(["recipe", "initial_sparsity"], sort=False)) if len(pruned) else []
+        series.sort(key=lambda item: (_recipe_order(item[0][0]), item[0][1]))
+        for i, ((label, initial), g) in enumerate(series):
             g = g.sort_values("target_sparsity")
+            x = np.array([targets.index(t) for t in g["target_sparsity"]]) + 0.07 * (i - (len(series) - 1) / 2)
             style = styles[initials.index(initial) % len(styles)]
             name = label if len(initials) == 1 else f"{label}, initial {initial:g}"
             yerr = np.vstack([g["mean_pct"] - g["ci95_low_pct"], g["ci95_high_pct"] - g["mean_pct"]])
-            bars = ax.errorbar(g["target_sparsity"], g["mean_pct"], yerr=np.nan_to_num(yerr), color=colors[label],
-                               ls=style, marker="o", ms=5, capsize=3, label=name)
-            few = g[g["n"] < FEW_SEEDS]
-            if len(few):  # hollow markers: too few seeds to trust the interval
-                ax.plot(few["target_sparsity"], few["mean_pct"], "o", ms=5, color="white", zorder=3)
-                ax.plot(few["target_sparsity"], few["mean_pct"], "o", ms=5, mfc="none", color=colors[label], zorder=4)
+            bars = ax.errorbar(x, g["mean_pct"], yerr=np.nan_to_num(yerr), color=colors[label], ls=style,
+                               marker="o", ms=5, capsize=3, label=name)
+            few = (g["n"] < FEW_SEEDS).to_numpy()
+            if few.any():  # hollow markers: too few seeds to trust the interval
+                ax.plot(x[few], g["mean_pct"][few], "o", ms=5, mfc="white", color=colors[label], zorder=4)
+            collapsed = (g["collapsed_runs"] > 0).to_numpy()
+            if collapsed.any():
+                ax.plot(x[collapsed], g["mean_pct"][collapsed], "x", ms=9, mew=1.5, color="k", zorder=5)
             handles.setdefault(name, bars)
-        if len(pruned):
-            ax.set_xticks(sorted(set(pruned["target_sparsity"])))
+        ax.set_xticks(range(len(targets)), [f"{100 * t:g}%" for t in targets])
+        ax.set_xlim(-0.5, max(len(targets), 1) - 0.5)
         lows = pd.concat([here["mean_pct"], here["ci95_low_pct"]]).dropna()
         highs = pd.concat([here["mean_pct"], here["ci95_high_pct"]]).dropna()
         ax.set_ylim(max(0.0, lows.min() - 3), min(100.0, highs.max() + 3))
@@ -689,8 +702,12 @@ def plot_accuracy_vs_sparsity(df: pd.DataFrame) -> Figure:
         ax.set_xlabel("target sparsity")
         ax.set_ylabel("final test accuracy (%)")
         ax.grid(alpha=0.3)
-    if any((s["n"] < FEW_SEEDS) & ~_dense(s["recipe"])):
-        handles[f"hollow: n < {FEW_SEEDS} seeds"] = Line2D([], [], ls="", marker="o", mfc="none", color="0.3")
+    names = sorted(handles, key=lambda k: (not _is_dense(k), _recipe_order(k)))
+    handles = {k: handles[k] for k in names}
+    if len(cells) and (cells["n"] < FEW_SEEDS).any():
+        handles[f"hollow: n < {FEW_SEEDS} seeds"] = Line2D([], [], ls="", marker="o", mfc="white", color="0.3")
+    if len(cells) and (cells["collapsed_runs"] > 0).any():
+        handles["cross: a run collapsed a layer"] = Line2D([], [], ls="", marker="x", ms=8, mew=1.5, color="k")
     fig.legend(list(handles.values()), [f"{k} (dashed)" if _is_dense(k) else k for k in handles],
                loc="outside lower center", ncols=min(4, len(handles)), fontsize="small", frameon=False)
     return fig
@@ -766,15 +783,25 @@ def collapse_markdown(df: pd.DataFrame) -> str:
     return markdown_table(view, index=False)
 
 
+def _one_setup(frame: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns="setup") if df["setup"].nunique() <= 1 else frame
+
+
 def problems_markdown(df: pd.DataFrame) -> str:
-    """The problems with short ids; ``none`` said in words when there are none."""
-    bad = problems(df)
-    return markdown_table(bad.assign(run_id=bad["run_id"].map(short_id)), index=False,
+    """The problems with their full run ids (the directory to open); ``none`` said in words when none."""
+    return markdown_table(_one_setup(problems(df), df), index=False,
                           empty="None: every run completed." if len(df) else "None (no runs yet).")
 
 
 def not_applicable_markdown(df: pd.DataFrame) -> str:
-    return markdown_table(not_applicable(df), index=False, empty="None: the sweep found every point feasible.")
+    """The infeasible points, one line per configuration with its seeds together."""
+    na = not_applicable(df)
+    if na.empty:
+        return "None: the sweep found every point feasible."
+    keys = [c for c in na.columns if c != "seed"]
+    grouped = (na.fillna({"reason": ""}).groupby(keys, sort=False, dropna=False)["seed"]
+                 .agg(lambda x: ", ".join(str(v) for v in sorted(x.dropna()))).rename("seeds").reset_index())
+    return markdown_table(_one_setup(grouped[[*keys[:-1], "seeds", "reason"]], df), index=False)
 
 
 def setup_sections(df: pd.DataFrame) -> str:

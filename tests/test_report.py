@@ -351,8 +351,13 @@ def test_accuracy_vs_sparsity_figure_has_a_panel_per_setup_and_the_legend_outsid
     assert main.get_title() == "tiny\nepochs=15, prune_end_epoch=10"
     lines = {c.get_label(): c.lines[0] for c in main.containers}
     assert set(lines) == {"fggp", "gmp", "granet"}
-    assert list(lines["gmp"].get_xdata()) == [0.8, 0.9, 0.95]
+    assert [t.get_text() for t in main.get_xticklabels()] == ["80%", "90%", "95%"]
+    assert list(lines["gmp"].get_xdata()) == pytest.approx([0, 1, 2])  # fggp, gmp, granet: nudged -0.07, 0, 0.07
+    assert list(lines["fggp"].get_xdata()) == pytest.approx([-0.07, 0.93, 1.93])
+    assert list(lines["granet"].get_xdata()) == pytest.approx([1.07, 2.07])
     assert list(lines["gmp"].get_ydata()) == pytest.approx([88.8333333, 94.0, 91.0])
+    crosses = [ln for ln in short.lines if ln.get_marker() == "x"]
+    assert len(crosses) == 1 and list(crosses[0].get_ydata()) == pytest.approx([99.0])  # gmp's collapsed cell
     caps = [c for c in main.containers if c.get_label() == "fggp"][0].lines[1]  # 95% interval, not std
     assert sorted(cap.get_ydata()[0] for cap in caps) == pytest.approx([91 - T2 / math.sqrt(3), 91 + T2 / math.sqrt(3)])
     dense = [ln for ln in main.lines if ln.get_linestyle() == "--" and ln.get_color() == "k"]
@@ -378,7 +383,7 @@ def test_write_report_writes_every_file(results, tmp_path):
     assert f"| dense | 96.0 [{96 - h:.1f}, {96 + h:.1f}] n=3 | 96.0 [{96 - h:.1f}, {96 + h:.1f}] n=3 |" in md
     assert "### Setup: epochs=8, prune_end_epoch=8" in md and "### Setup: epochs=15, prune_end_epoch=10" in md
     assert "| tiny · 90% | gmp | fggp | 3 | +1.0 |" in md and "within noise" in md
-    assert all(ids[s].rsplit("-", 1)[1] in md for s in ("failed", "diverged", "incomplete", "missing"))
+    assert all(ids[s] in md for s in ("failed", "diverged", "incomplete", "missing"))  # full ids: directories
     summary_csv = pd.read_csv(paths["summary.csv"])
     assert len(summary_csv) == len(EXPECTED) + 2
     table = pd.read_csv(paths["table.csv"])
