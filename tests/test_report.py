@@ -1,8 +1,11 @@
-"""Aggregation: numbers checked against values computed by hand, every non-completed run accounted for,
-the report files written (also for an empty directory), and the two notebooks run end to end.
+"""Aggregation: numbers checked against values computed by hand (means, t intervals, paired tests, ranks),
+setups never ranked together, layer collapse flagged by name, n/a points kept apart from problems, the
+report files written (also for an empty directory), and the two notebooks run end to end.
 
 The fixture is written by ``make_results`` below rather than committed: the accuracies sit next to the
-expected means, stds and ranks they were computed from.
+expected numbers they were computed from. The t quantiles and p-values are closed forms, not scipy's:
+t(0.975, df=2) = 4.302652729749464, t(0.975, df=1) = 12.706204736174707, and with df = 2 the two-sided
+p-value of a t statistic is 1 - |t| / sqrt(t² + 2).
 """
 
 import json
@@ -16,41 +19,52 @@ matplotlib.use("Agg")
 import pandas as pd
 import pytest
 
-from fggp.report import (average_rank, load_results, overview, paper_table, plot_accuracy_vs_sparsity, problems,
-                         summary, write_report)
+from fggp.report import (average_rank, collapsed_layers, comparisons, layer_collapse, load_results, not_applicable,
+                         overview, paired_comparison, paper_tables, plot_accuracy_vs_sparsity, problems,
+                         report_markdown, runs_view, setups, summary, t_interval, write_report)
 from fggp.train import RunConfig
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+T2, T1 = 4.302652729749464, 12.706204736174707
 
 # (recipe, target sparsity) -> final test accuracy of seeds 1, 2, 3, ...
 ACCURACIES = {
     ("dense", 0.0): [0.95, 0.96, 0.97],
+    ("fggp", 0.8): [0.90, 0.91, 0.92],
+    ("gmp", 0.8): [0.88, 0.885, 0.90],
     ("fggp", 0.9): [0.92, 0.93, 0.94],
     ("gmp", 0.9): [0.91, 0.94, 0.97],
-    ("granet", 0.9): [0.935],
+    ("granet", 0.9): [0.925],
     ("fggp", 0.95): [0.88, 0.90],
     ("gmp", 0.95): [0.89, 0.91, 0.93],
+    ("granet", 0.95): [0.92],
 }
-# By hand, in percent: mean, sample std (ddof=1), n.
-#   dense       95 96 97  -> 96.0, sqrt((1+0+1)/2) = 1.0, 3
-#   fggp  0.9   92 93 94  -> 93.0, 1.0, 3
-#   gmp   0.9   91 94 97  -> 94.0, sqrt((9+0+9)/2) = 3.0, 3
-#   granet 0.9  93.5      -> 93.5, undefined, 1
-#   fggp  0.95  88 90     -> 89.0, sqrt((1+1)/1) = 1.414.., 2
-#   gmp   0.95  89 91 93  -> 91.0, sqrt((4+0+4)/2) = 2.0, 3
+# By hand, in percent: mean, sample std (ddof=1), n, half-width of the 95% t interval (t * std / sqrt n).
 EXPECTED = {
-    ("dense", 0.0): (96.0, 1.0, 3),
-    ("fggp", 0.9): (93.0, 1.0, 3),
-    ("gmp", 0.9): (94.0, 3.0, 3),
-    ("granet", 0.9): (93.5, math.nan, 1),
-    ("fggp", 0.95): (89.0, math.sqrt(2), 2),
-    ("gmp", 0.95): (91.0, 2.0, 3),
+    ("dense", 0.0): (96.0, 1.0, 3, T2 / math.sqrt(3)),
+    ("fggp", 0.8): (91.0, 1.0, 3, T2 / math.sqrt(3)),
+    ("gmp", 0.8): (88.8333333, math.sqrt(((88 - 88.8333333) ** 2 + (88.5 - 88.8333333) ** 2
+                                          + (90 - 88.8333333) ** 2) / 2), 3, None),
+    ("fggp", 0.9): (93.0, 1.0, 3, T2 / math.sqrt(3)),
+    ("gmp", 0.9): (94.0, 3.0, 3, T2 * 3 / math.sqrt(3)),
+    ("granet", 0.9): (92.5, math.nan, 1, math.nan),
+    ("fggp", 0.95): (89.0, math.sqrt(2), 2, T1),  # t(df=1) * sqrt(2) / sqrt(2)
+    ("gmp", 0.95): (91.0, 2.0, 3, T2 * 2 / math.sqrt(3)),
+    ("granet", 0.95): (92.0, math.nan, 1, math.nan),
 }
+# Paired by seed, best minus runner-up:
+#   0.8  fggp - gmp:   2, 2.5, 2  -> mean 13/6, sd 0.5/sqrt(3), se 1/6, t = 13, p = 1 - 13/sqrt(171)
+#   0.9  gmp - fggp:  -1, 1, 3    -> mean 1, sd 2, se 2/sqrt(3), t = sqrt(3)/2, p = 1 - t/sqrt(t^2 + 2)
+#   0.95 granet - gmp: one common seed -> not testable
+SEPARATED = dict(diff=13 / 6, half=T2 / 6, p=1 - 13 / math.sqrt(171))
+WITHIN_NOISE = dict(diff=1.0, half=T2 * 2 / math.sqrt(3), p=1 - (math.sqrt(3) / 2) / math.sqrt(3 / 4 + 2))
+MAIN = "epochs=15"  # dense: its pruning window does not count
+NA_REASON = "min_keep: the per-layer floors keep more weights than target_sparsity 0.95 allows"
 
 
-def config(recipe, target, seed, **kw):
-    return RunConfig(arch="tiny", dataset="digits", recipe=recipe, target_sparsity=target, seed=seed, epochs=15,
-                     prune_end_epoch=10, progress=False, **kw)
+def config(recipe, target, seed, epochs=15, **kw):
+    return RunConfig(arch="tiny", dataset="digits", recipe=recipe, target_sparsity=target, seed=seed, epochs=epochs,
+                     prune_end_epoch=min(10, epochs), progress=False, **kw)
 
 
 def write_run(runs_dir: Path, c: RunConfig, status: str | None, acc: float | None = None, config_file=True, **extra):
@@ -64,14 +78,24 @@ def write_run(runs_dir: Path, c: RunConfig, status: str | None, acc: float | Non
     result = {"status": status, "run_id": c.run_id, "config": c.to_dict(), **extra}
     if acc is not None:
         result.update(final_test_acc=acc, best_test_acc=acc + 0.005, final_sparsity=c.target_sparsity,
-                      epochs_done=15, steps_done=15 * 14, wall_seconds=6.0, prune_log=[],
-                      layer_density={"features.0.weight": 1 - c.target_sparsity})
+                      epochs_done=c.epochs, steps_done=c.epochs * 14, wall_seconds=6.0, prune_log=[])
+        result.setdefault("layer_density", {"features.0.weight": 1 - c.target_sparsity})
     (d / "result.json").write_text(json.dumps(result))
     return c
 
 
+# Tiny's prunable layers: (size, outputs). 24112 weights in all.
+TINY = {"features.0.weight": (432, 16), "features.4.weight": (4608, 32), "features.8.weight": (18432, 64),
+        "classifier.weight": (640, 10)}
+
+
+def densities(kept: dict) -> dict:
+    return {name: kept[name] / TINY[name][0] for name in TINY}
+
+
 def make_results(root: Path) -> tuple[Path, dict]:
-    """15 completed runs, plus one failed, one diverged, one incomplete and one missing (sweep.json only)."""
+    """The completed runs above; one failed, one diverged, one incomplete, one missing; three points the
+    sweep found not applicable; and a second budget (epochs=8) with one run and its collapse twin."""
     runs = root / "runs"
     runs.mkdir(parents=True)
     points = []
@@ -85,68 +109,161 @@ def make_results(root: Path) -> tuple[Path, dict]:
         "incomplete": write_run(runs, config("fggp", 0.9, 4), None),
         "missing": config("gmp", 0.9, 5),
     }
+    # epochs=8: better than every 15-epoch run, yet never ranked against them.
+    # gmp keeps 36 weights in features.8 (64 outputs) and 4 in the classifier (10 classes): collapsed;
+    # global_mp keeps exactly 64 and 13: at the line, not under it.
+    short = {
+        "gmp": write_run(runs, config("gmp", 0.99, 1, epochs=8), "completed", 0.99, prunable_weights=24112,
+                         layer_density=densities({"features.0.weight": 100, "features.4.weight": 101,
+                                                  "features.8.weight": 36, "classifier.weight": 4})),
+        "global_mp": write_run(runs, config("global_mp", 0.99, 1, epochs=8), "completed", 0.985,
+                               prunable_weights=24112,
+                               layer_density=densities({"features.0.weight": 50, "features.4.weight": 114,
+                                                        "features.8.weight": 64, "classifier.weight": 13})),
+    }
     (runs / "scratch").mkdir()  # not a run: no config, no result, not in the sweep
     points += bad.values()
-    (root / "sweep.json").write_text(json.dumps({"points": [{"run_id": c.run_id, "config": c.to_dict()}
-                                                            for c in points]}))
-    return runs, {status: c.run_id for status, c in bad.items()}
+    entries = [{"run_id": c.run_id, "config": c.to_dict()} for c in points]
+    entries += [{"run_id": None, "config": config("global_mp", 0.95, seed).to_dict(), "state": "not_applicable",
+                 "reason": NA_REASON} for seed in (1, 2, 3)]
+    (root / "sweep.json").write_text(json.dumps({"points": entries}))
+    return runs, {**{status: c.run_id for status, c in bad.items()}, **{k: c.run_id for k, c in short.items()}}
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    runs, bad = make_results(tmp_path_factory.mktemp("sweep"))
-    return runs, load_results(runs), bad
+    runs, ids = make_results(tmp_path_factory.mktemp("sweep"))
+    return runs, load_results(runs), ids
 
 
 def test_load_results_has_one_row_per_run_and_sweep_point(results):
-    runs, df, bad = results
-    assert len(df) == 19
-    assert df["status"].value_counts().to_dict() == {"completed": 15, "failed": 1, "diverged": 1, "incomplete": 1,
-                                                     "missing": 1}
-    for status, run_id in bad.items():
-        assert df.loc[df["run_id"] == run_id, "status"].tolist() == [status]
-    row = df[df["run_id"] == bad["failed"]].iloc[0]
+    runs, df, ids = results
+    assert len(df) == 22 + 2 + 4 + 3
+    assert df["status"].value_counts().to_dict() == {"completed": 24, "failed": 1, "diverged": 1, "incomplete": 1,
+                                                     "missing": 1, "not_applicable": 3}
+    for status in ("failed", "diverged", "incomplete", "missing"):
+        assert df.loc[df["run_id"] == ids[status], "status"].tolist() == [status]
+    row = df[df["run_id"] == ids["failed"]].iloc[0]
     assert (row["recipe"], row["target_sparsity"], row["seed"], row["error"]) == ("fggp", 0.95, 3, "RuntimeError: boom")
-    assert df.loc[df["run_id"] == bad["incomplete"], "epochs_done"].item() == 1
+    assert df.loc[df["run_id"] == ids["incomplete"], "epochs_done"].item() == 1
     assert set(df["variant"]) == {""}
     assert "scratch" not in set(df["run_id"])
+    # epochs differ; prune_end_epoch differs too (min(10, epochs)) but is meaningless for dense
+    assert set(df["setup"]) == {"epochs=15, prune_end_epoch=10", "epochs=8, prune_end_epoch=8", MAIN}
+    assert df.attrs["shared_setup"][:1] == ["dataset=digits"]
 
 
-def test_summary_means_stds_and_counts_match_hand_computation(results):
+def test_setups_put_dense_with_every_matching_budget(results):
+    assert setups(results[1]) == ["epochs=8, prune_end_epoch=8", "epochs=15, prune_end_epoch=10"]
+
+
+def test_t_interval_matches_hand_computation():
+    assert t_interval([95, 96, 97]) == pytest.approx((96 - T2 / math.sqrt(3), 96 + T2 / math.sqrt(3)))
+    assert t_interval([88, 90]) == pytest.approx((89 - T1, 89 + T1))
+    assert t_interval([5, 5, 5]) == (5, 5)
+    assert all(math.isnan(x) for x in t_interval([93.5]))
+
+
+def test_summary_means_intervals_and_counts_match_hand_computation(results):
     s = summary(results[1])
-    assert list(s.columns) == ["arch", "initial_sparsity", "target_sparsity", "recipe", "mean", "std", "n"]
-    assert len(s) == len(EXPECTED)
-    for (recipe, target), (mean, std, n) in EXPECTED.items():
-        row = s[(s["recipe"] == recipe) & (s["target_sparsity"] == target)]
+    assert list(s.columns) == ["setup", "arch", "initial_sparsity", "target_sparsity", "recipe", "n", "mean_pct",
+                               "std_pct", "ci95_low_pct", "ci95_high_pct"]
+    main = s[s["setup"] == "epochs=15, prune_end_epoch=10"]
+    assert len(main) == len(EXPECTED)
+    for (recipe, target), (mean, std, n, half) in EXPECTED.items():
+        row = main[(main["recipe"] == recipe) & (main["target_sparsity"] == target)]
         assert len(row) == 1, (recipe, target)
         row = row.iloc[0]
-        assert row["arch"] == "tiny" and row["initial_sparsity"] == 0.0
-        assert 100 * row["mean"] == pytest.approx(mean)
-        assert row["n"] == n
+        assert row["arch"] == "tiny" and row["initial_sparsity"] == 0.0 and row["n"] == n
+        assert row["mean_pct"] == pytest.approx(mean)
         if math.isnan(std):
-            assert math.isnan(row["std"])
-        else:
-            assert 100 * row["std"] == pytest.approx(std)
+            assert math.isnan(row["std_pct"]) and math.isnan(row["ci95_low_pct"]) and math.isnan(row["ci95_high_pct"])
+            continue
+        assert row["std_pct"] == pytest.approx(std)
+        half = half if half is not None else T2 * std / math.sqrt(3)
+        assert (row["ci95_low_pct"], row["ci95_high_pct"]) == pytest.approx((mean - half, mean + half))
+    other = s[s["setup"] == "epochs=8, prune_end_epoch=8"].set_index("recipe")
+    assert other["mean_pct"].to_dict() == pytest.approx({"gmp": 99.0, "global_mp": 98.5})  # no dense of 8 epochs
 
 
-def test_paper_table_cells_bold_best_and_dense_row(results):
-    table = paper_table(results[1])
-    assert list(table.index) == ["dense", "fggp", "gmp", "granet"]
-    assert list(table.columns) == [("tiny", 0.0, 0.9), ("tiny", 0.0, 0.95)]
-    assert list(table.columns.names) == ["arch", "initial_sparsity", "target_sparsity"]
-    assert table.to_dict("index") == {
-        "dense": {("tiny", 0.0, 0.9): "96.0 ± 1.0 (n=3)", ("tiny", 0.0, 0.95): "96.0 ± 1.0 (n=3)"},
-        "fggp": {("tiny", 0.0, 0.9): "93.0 ± 1.0 (n=3)", ("tiny", 0.0, 0.95): "89.0 ± 1.4 (n=2)"},
-        "gmp": {("tiny", 0.0, 0.9): "**94.0 ± 3.0 (n=3)**", ("tiny", 0.0, 0.95): "**91.0 ± 2.0 (n=3)**"},
-        "granet": {("tiny", 0.0, 0.9): "93.5 (n=1)", ("tiny", 0.0, 0.95): "—"},
-    }
+def test_paired_comparison_of_best_and_runner_up_matches_hand_computation(results):
+    c = comparisons(results[1]).set_index(["setup", "target_sparsity"])
+    main = "epochs=15, prune_end_epoch=10"
+    sep = c.loc[(main, 0.8)]
+    assert (sep["best"], sep["runner_up"], sep["pairs"], sep["verdict"]) == ("fggp", "gmp", 3, "separated")
+    assert sep["diff_mean_pct"] == pytest.approx(SEPARATED["diff"])
+    assert (sep["diff_ci95_low_pct"], sep["diff_ci95_high_pct"]) == pytest.approx(
+        (SEPARATED["diff"] - SEPARATED["half"], SEPARATED["diff"] + SEPARATED["half"]))
+    assert sep["p_value"] == pytest.approx(SEPARATED["p"])
+    noise = c.loc[(main, 0.9)]
+    assert (noise["best"], noise["runner_up"], noise["pairs"], noise["verdict"]) == ("gmp", "fggp", 3, "within noise")
+    assert noise["diff_mean_pct"] == pytest.approx(WITHIN_NOISE["diff"])
+    assert (noise["diff_ci95_low_pct"], noise["diff_ci95_high_pct"]) == pytest.approx(
+        (1 - WITHIN_NOISE["half"], 1 + WITHIN_NOISE["half"]))
+    assert noise["p_value"] == pytest.approx(WITHIN_NOISE["p"])
+    lone = c.loc[(main, 0.95)]
+    assert (lone["best"], lone["runner_up"], lone["pairs"]) == ("granet", "gmp", 1)
+    assert lone["verdict"] == "not testable (1 paired seed)" and math.isnan(lone["p_value"])
+    short = c.loc[("epochs=8, prune_end_epoch=8", 0.99)]
+    assert (short["best"], short["runner_up"], short["verdict"]) == ("gmp", "global_mp", "not testable (1 paired seed)")
 
 
-def test_average_rank_matches_hand_computation(results):
-    # 0.9: gmp 94.0 -> 1, granet 93.5 -> 2, fggp 93.0 -> 3;  0.95: gmp 91.0 -> 1, fggp 89.0 -> 2
+def test_paired_comparison_pairs_by_seed_and_handles_no_spread():
+    best = pd.Series([91.0, 94.0, 97.0, 50.0], index=[1, 2, 3, 9])  # seed 9 has no partner: left out
+    runner = pd.Series([92.0, 93.0, 94.0], index=[1, 2, 3])
+    out = paired_comparison(best, runner)
+    assert out["pairs"] == 3 and out["diff_mean_pct"] == pytest.approx(1.0)
+    assert out["p_value"] == pytest.approx(WITHIN_NOISE["p"])
+    same_gap = paired_comparison(pd.Series([90.0, 91.0]), pd.Series([89.0, 90.0]))
+    assert same_gap["verdict"] == "separated (same gap on every seed)" and same_gap["diff_ci95_low_pct"] == 1.0
+    assert paired_comparison(pd.Series([90.0, 91.0]), pd.Series([90.0, 91.0]))["verdict"] == "identical on every seed"
+    unpaired = paired_comparison(pd.Series([90.0]), pd.Series([80.0], index=[2]))
+    assert unpaired["verdict"] == "not testable (0 paired seeds)"
+
+
+def test_paper_tables_one_per_setup_with_intervals_marks_and_na(results):
+    tables = paper_tables(results[1])
+    assert list(tables) == ["epochs=8, prune_end_epoch=8", "epochs=15, prune_end_epoch=10"]
+    main = tables["epochs=15, prune_end_epoch=10"]
+    assert list(main.index) == ["dense", "fggp", "gmp", "granet", "global_mp"]
+    assert list(main.columns) == ["tiny · 80%", "tiny · 90%", "tiny · 95%"]
+    h = T2 / math.sqrt(3)
+    assert main.loc["dense", "tiny · 90%"] == f"96.0 [{96 - h:.1f}, {96 + h:.1f}] n=3"
+    assert main.loc["fggp", "tiny · 80%"] == f"**91.0 [{91 - h:.1f}, {91 + h:.1f}] n=3**"
+    assert main.loc["gmp", "tiny · 90%"] == f"**94.0 [{94 - 3 * h:.1f}, {94 + 3 * h:.1f}] n=3**"
+    assert main.loc["granet", "tiny · 90%"] == "92.5 n=1 †"
+    assert main.loc["fggp", "tiny · 95%"] == f"89.0 [{89 - T1:.1f}, {89 + T1:.1f}] n=2 †"
+    assert main.loc["granet", "tiny · 95%"] == "**92.0 n=1 †**"
+    assert main.loc["granet", "tiny · 80%"] == "—"
+    assert main.loc["global_mp", "tiny · 95%"] == "n/a"
+    assert main.loc["global_mp", "tiny · 90%"] == "—"
+    short = tables["epochs=8, prune_end_epoch=8"]
+    assert list(short.index) == ["gmp", "global_mp"]  # no dense run of this budget, and none borrowed
+    assert short.loc["gmp", "tiny · 99%"] == "**99.0 n=1 † ‡**"  # ‡: a collapsed layer in this cell
+    assert short.loc["global_mp", "tiny · 99%"] == "98.5 n=1 †"
+
+
+def test_average_rank_within_each_setup_only(results):
+    # 15 epochs. 0.8: fggp 1, gmp 2;  0.9: gmp 1, fggp 2, granet 3;  0.95: granet 1, gmp 2, fggp 3
     ranks = average_rank(results[1])
-    assert list(ranks.index) == ["gmp", "granet", "fggp"]
-    assert ranks.tolist() == pytest.approx([1.0, 2.0, 2.5])
+    main = ranks[ranks["setup"] == "epochs=15, prune_end_epoch=10"].set_index("recipe")
+    assert main["average_rank"].to_dict() == pytest.approx({"gmp": 5 / 3, "fggp": 2.0, "granet": 2.0})
+    assert main["columns"].to_dict() == {"gmp": 3, "fggp": 3, "granet": 2}
+    assert list(main.index) == ["gmp", "fggp", "granet"]
+    short = ranks[ranks["setup"] == "epochs=8, prune_end_epoch=8"].set_index("recipe")
+    assert short["average_rank"].to_dict() == {"gmp": 1.0, "global_mp": 2.0}
+
+
+def test_a_recipe_alone_in_its_column_is_neither_bold_nor_ranked(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, config("fggp", 0.9, 1), "completed", 0.90)
+    write_run(runs, config("gmp", 0.9, 1), "completed", 0.85)
+    write_run(runs, config("fggp", 0.9, 1, epochs=12), "completed", 0.95)  # alone in its budget
+    df = load_results(runs)
+    tables = paper_tables(df)
+    lone = tables["epochs=12"]
+    assert lone.loc["fggp", "tiny · 90%"] == "95.0 n=1 †"
+    assert set(average_rank(df)["setup"]) == {"epochs=15"}
 
 
 def test_average_rank_ties_share_the_average():
@@ -154,21 +271,68 @@ def test_average_rank_ties_share_the_average():
             ("a", 0.95, 0.6), ("b", 0.95, 0.5), ("c", 0.95, 0.4),  # a 1, b 2, c 3
             ("dense", 0.0, 0.99)]  # never ranked
     df = pd.DataFrame([dict(arch="tiny", initial_sparsity=0.0, target_sparsity=t, recipe=r, status="completed",
-                            final_test_acc=acc) for r, t, acc in rows])
-    ranks = average_rank(df)
+                            final_test_acc=acc, seed=1, variant="", setup="one setup", run_id=f"{r}{t}")
+                       for r, t, acc in rows])
+    ranks = average_rank(df).set_index("recipe")["average_rank"]
     assert ranks.to_dict() == {"a": 1.25, "b": 1.75, "c": 3.0}
 
 
+def test_collapsed_layers_against_the_line():
+    kept = {"features.0.weight": 16, "features.4.weight": 31, "features.8.weight": 0, "classifier.weight": 10}
+    flagged = collapsed_layers("tiny", densities(kept), 24112)
+    assert [(f["layer"], f["kept"], f["outputs"]) for f in flagged] == [("features.4.weight", 31, 32),
+                                                                      ("features.8.weight", 0, 64)]
+    # sizes that do not add up (another num_classes, another model): only empty layers can be told
+    assert [f["layer"] for f in collapsed_layers("tiny", densities(kept), 99999)] == ["features.8.weight"]
+    assert [f["layer"] for f in collapsed_layers("no_such_arch", {"a": 0.0, "b": 0.001})] == ["a"]
+
+
+def test_layer_collapse_flags_the_run_and_the_layer_by_name(results):
+    _, df, ids = results
+    c = layer_collapse(df)
+    assert set(c["run_id"]) == {ids["gmp"]}
+    assert c.set_index("layer")[["kept", "outputs"]].to_dict("index") == {
+        "features.8.weight": {"kept": 36, "outputs": 64}, "classifier.weight": {"kept": 4, "outputs": 10}}
+    note = runs_view(df).set_index("id").loc[ids["gmp"].rsplit("-", 1)[1], "note"]
+    assert note == "collapsed: features.8.weight, classifier.weight"
+    md = report_markdown(df, "runs")
+    section = md.split("## Layer collapse")[1].split("##")[0]
+    assert "| classifier.weight | 4 / 10 |" in section and "| features.8.weight | 36 / 64 |" in section
+    assert "global_mp" not in section
+
+
+def test_not_applicable_points_are_cells_and_a_list_not_problems(results):
+    _, df, _ = results
+    na = not_applicable(df)
+    assert len(na) == 3 and set(na["recipe"]) == {"global_mp"} and set(na["reason"]) == {NA_REASON}
+    assert "not_applicable" not in set(problems(df)["status"])
+    md = report_markdown(df, "runs")
+    assert "## Not applicable" in md and NA_REASON in md.split("## Not applicable")[1]
+    assert "3 not applicable" in overview(df)
+
+
 def test_problems_lists_exactly_the_runs_that_did_not_complete(results):
-    _, df, bad = results
+    _, df, ids = results
     p = problems(df)
     assert p["status"].tolist() == ["failed", "diverged", "incomplete", "missing"]
-    assert p["run_id"].tolist() == [bad[s] for s in ("failed", "diverged", "incomplete", "missing")]
+    assert p["run_id"].tolist() == [ids[s] for s in ("failed", "diverged", "incomplete", "missing")]
     assert p.loc[0, "error"] == "RuntimeError: boom"
     assert p.loc[1, "diverged_step"] == 123
 
 
-def test_configs_that_differ_are_not_pooled_as_seeds(tmp_path):
+def test_runs_view_is_compact(results):
+    _, df, ids = results
+    view = runs_view(df)
+    assert list(view.columns) == ["id", "setup", "recipe", "sparsity %", "seed", "status", "final acc %", "epochs",
+                                  "note"]
+    row = view.set_index("id").loc[ids["diverged"].rsplit("-", 1)[1]]
+    assert (row["final acc %"], row["note"], row["sparsity %"]) == (10.0, "diverged at step 123", "95")
+    dense = view[view["recipe"] == "dense"]
+    assert set(dense["setup"]) == {"epochs=15, prune_end_epoch=10"}  # the budget it is compared within
+    assert set(view.loc[view["status"] == "n/a", "note"]) == {NA_REASON}
+
+
+def test_recipe_knobs_are_variants_and_budgets_are_setups(tmp_path):
     runs = tmp_path / "runs"
     write_run(runs, config("fggp", 0.9, 1), "completed", 0.90)
     write_run(runs, config("fggp", 0.9, 1, rate=0.3), "completed", 0.80)
@@ -176,38 +340,61 @@ def test_configs_that_differ_are_not_pooled_as_seeds(tmp_path):
     s = summary(load_results(runs)).set_index("recipe")
     assert s["n"].to_dict() == {"fggp (rate=0.3)": 1, "fggp (rate=None)": 1, "gmp": 1}
     write_run(runs, config("gmp", 0.9, 2, lr=0.01), "completed", 0.70)
-    labels = set(summary(load_results(runs))["recipe"])
-    assert labels == {"fggp (lr=0.1, rate=0.3)", "fggp (lr=0.1, rate=None)", "gmp (lr=0.1)", "gmp (lr=0.01)"}
+    s = summary(load_results(runs))
+    assert set(zip(s["setup"], s["recipe"])) == {("lr=0.1", "fggp (rate=0.3)"), ("lr=0.1", "fggp (rate=None)"),
+                                                 ("lr=0.1", "gmp"), ("lr=0.01", "gmp")}
 
 
-def test_accuracy_vs_sparsity_figure(results):
+def test_accuracy_vs_sparsity_figure_has_a_panel_per_setup_and_the_legend_outside(results):
     fig = plot_accuracy_vs_sparsity(results[1])
-    (ax,) = fig.axes
-    assert ax.get_title() == "tiny"
-    lines = {c.get_label(): c.lines[0] for c in ax.containers}
+    short, main = fig.axes
+    assert main.get_title() == "tiny\nepochs=15, prune_end_epoch=10"
+    lines = {c.get_label(): c.lines[0] for c in main.containers}
     assert set(lines) == {"fggp", "gmp", "granet"}
-    assert list(lines["gmp"].get_xdata()) == [0.9, 0.95]
-    assert list(lines["gmp"].get_ydata()) == pytest.approx([94.0, 91.0])
-    dense = [ln for ln in ax.lines if ln.get_label().startswith("dense")]
+    assert [t.get_text() for t in main.get_xticklabels()] == ["80%", "90%", "95%"]
+    assert list(lines["gmp"].get_xdata()) == pytest.approx([0, 1, 2])  # fggp, gmp, granet: nudged -0.07, 0, 0.07
+    assert list(lines["fggp"].get_xdata()) == pytest.approx([-0.07, 0.93, 1.93])
+    assert list(lines["granet"].get_xdata()) == pytest.approx([1.07, 2.07])
+    assert list(lines["gmp"].get_ydata()) == pytest.approx([88.8333333, 94.0, 91.0])
+    crosses = [ln for ln in short.lines if ln.get_marker() == "x"]
+    assert len(crosses) == 1 and list(crosses[0].get_ydata()) == pytest.approx([99.0])  # gmp's collapsed cell
+    caps = [c for c in main.containers if c.get_label() == "fggp"][0].lines[1]  # 95% interval, not std
+    assert sorted(cap.get_ydata()[0] for cap in caps) == pytest.approx([91 - T2 / math.sqrt(3), 91 + T2 / math.sqrt(3)])
+    dense = [ln for ln in main.lines if ln.get_linestyle() == "--" and ln.get_color() == "k"]
     assert len(dense) == 1 and list(dense[0].get_ydata()) == pytest.approx([96.0, 96.0])
+    assert not [ln for ln in short.lines if ln.get_linestyle() == "--" and ln.get_color() == "k"]
+    assert main.get_legend() is None and short.get_legend() is None
+    (legend,) = fig.legends
+    assert "dense (dashed)" in [t.get_text() for t in legend.get_texts()]
+    fig.canvas.draw()
+    box, area = legend.get_window_extent(), main.get_window_extent()
+    assert box.y1 <= area.y0  # below the axes, never over the data
 
 
 def test_write_report_writes_every_file(results, tmp_path):
-    runs, _, bad = results
+    runs, _, ids = results
     paths = write_report(runs, tmp_path / "report")
-    assert set(paths) == {"summary.csv", "table.md", "table.csv", "accuracy_vs_sparsity.png",
-                          "accuracy_vs_sparsity.svg"}
+    assert set(paths) == {"summary.csv", "table.md", "table.csv", "comparisons.csv", "collapse.csv",
+                          "accuracy_vs_sparsity.png", "accuracy_vs_sparsity.svg"}
     assert all(p.parent == tmp_path / "report" and p.stat().st_size > 0 for p in paths.values())
     assert sorted(q.name for q in (tmp_path / "report").iterdir()) == sorted(paths)  # no temp files left
     md = paths["table.md"].read_text()
-    assert "| dense | 96.0 ± 1.0 (n=3) | 96.0 ± 1.0 (n=3) |" in md
-    assert "| gmp | **94.0 ± 3.0 (n=3)** | **91.0 ± 2.0 (n=3)** |" in md
-    assert "| granet | 93.5 (n=1) | — |" in md
-    assert "| gmp | 1 | 2 |" in md  # average rank, over 2 settings
-    assert all(run_id in md for run_id in bad.values())
-    assert len(pd.read_csv(paths["summary.csv"])) == 6
-    table = pd.read_csv(paths["table.csv"], header=[0, 1, 2], index_col=0)
-    assert table.shape == (4, 2)
+    h = T2 / math.sqrt(3)
+    assert f"| dense | 96.0 [{96 - h:.1f}, {96 + h:.1f}] n=3 | 96.0 [{96 - h:.1f}, {96 + h:.1f}] n=3 |" in md
+    assert "### Setup: epochs=8, prune_end_epoch=8" in md and "### Setup: epochs=15, prune_end_epoch=10" in md
+    assert "| tiny · 90% | gmp | fggp | 3 | +1.0 |" in md and "within noise" in md
+    assert all(ids[s] in md for s in ("failed", "diverged", "incomplete", "missing"))  # full ids: directories
+    summary_csv = pd.read_csv(paths["summary.csv"])
+    assert len(summary_csv) == len(EXPECTED) + 2
+    table = pd.read_csv(paths["table.csv"])
+    row = table[(table["recipe"] == "gmp") & (table["target_sparsity"] == 0.9)].iloc[0]
+    assert (row["mean_pct"], row["n"], row["rank"], bool(row["best"])) == (pytest.approx(94.0), 3, 1.0, True)
+    assert row["ci95_low_pct"] == pytest.approx(94 - 3 * h)
+    assert table.loc[table["state"] == "not_applicable", "recipe"].tolist() == ["global_mp"]
+    comp = pd.read_csv(paths["comparisons.csv"])
+    assert comp.loc[comp["target_sparsity"] == 0.8, "p_value"].item() == pytest.approx(SEPARATED["p"])
+    collapse = pd.read_csv(paths["collapse.csv"])
+    assert sorted(collapse["layer"]) == ["classifier.weight", "features.8.weight"]
     assert paths["accuracy_vs_sparsity.png"].read_bytes()[:4] == b"\x89PNG"
     assert b"<svg" in paths["accuracy_vs_sparsity.svg"].read_bytes()[:500]
 
@@ -222,9 +409,13 @@ def test_write_report_without_completed_runs(tmp_path, make):
     paths = write_report(runs, tmp_path / "report")
     assert all(p.is_file() for p in paths.values())
     md = paths["table.md"].read_text()
-    assert "no completed runs" in md.lower()
+    assert "no completed runs yet" in md.lower() and "`make quick`" in md
     assert ("ValueError: bad" in md) == (make == "only_failed")
-    assert "no completed runs" in overview(load_results(runs)).lower()
+    if make == "only_failed":
+        assert "None (no completed runs yet)." in md  # the collapse section: nothing to check yet
+    else:
+        assert "None (no runs yet)." in md and "|---|" not in md  # no table of bare headers anywhere
+    assert "no completed runs yet" in overview(load_results(runs)).lower()
 
 
 def test_notebooks_run_end_to_end(tmp_path):
@@ -241,6 +432,7 @@ def test_notebooks_run_end_to_end(tmp_path):
     papermill.execute_notebook(str(NOTEBOOKS / "03_aggregate_results.ipynb"), str(tmp_path / "03.ipynb"),
                                parameters=dict(runs_dir=str(runs), report_dir=str(report)), kernel_name="python3",
                                progress_bar=False, cwd=str(tmp_path))
-    for name in ("summary.csv", "table.md", "table.csv", "accuracy_vs_sparsity.png", "accuracy_vs_sparsity.svg"):
+    for name in ("summary.csv", "table.md", "table.csv", "comparisons.csv", "collapse.csv",
+                 "accuracy_vs_sparsity.png", "accuracy_vs_sparsity.svg"):
         assert (report / name).is_file(), name
     assert "1 run: 1 completed" in (report / "table.md").read_text()
