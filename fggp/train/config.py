@@ -51,6 +51,7 @@ class RunConfig:
     channels_last: bool | None = None  # None: channels_last on CUDA; a layout, not part of the run's identity
     augment: bool | None = None  # None: the dataset's default (off for digits)
     compile: bool = False
+    bn_recalibrate: int = 0  # >0: re-estimate BatchNorm statistics on this many train batches before each evaluation
     progress: bool = True
     extra: dict = field(default_factory=dict)  # free-form labels; part of the run's identity
 
@@ -69,7 +70,7 @@ class RunConfig:
             )
         for name in ("epochs", "batch_size", "prune_every"):
             _integer(name, getattr(self, name), 1)
-        for name in ("prune_start_epoch", "prune_end_epoch", "seed"):
+        for name in ("prune_start_epoch", "prune_end_epoch", "seed", "bn_recalibrate"):
             _integer(name, getattr(self, name), 0)
         if self.prune_end_epoch > self.epochs:
             raise ValueError(
@@ -112,6 +113,8 @@ class RunConfig:
         d = self.to_dict()
         for key in NOT_IDENTITY:
             d.pop(key)
+        if not d["bn_recalibrate"]:  # off: the run ids made before the option existed stay valid
+            d.pop("bn_recalibrate")
         return d
 
     @property
