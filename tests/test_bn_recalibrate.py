@@ -2,6 +2,10 @@
 
 import json
 
+import matplotlib
+
+matplotlib.use("Agg")
+
 import pytest
 import torch
 from torch import nn
@@ -9,6 +13,7 @@ from torch import nn
 from fggp.data import load_dataset
 from fggp.train import RunConfig, run
 from fggp.train.run import _Trainer
+from fggp.viz.runs import plot_training_curves
 
 SMALL = dict(arch="tiny", dataset="synthetic", epochs=2, prune_end_epoch=1, prune_every=5, progress=False, device="cpu")
 
@@ -53,3 +58,7 @@ def test_training_is_unchanged_and_both_test_numbers_are_kept(tmp_path):
     assert first_recal["test_loss_running_bn"] == first_plain["test_loss"]
     assert first_recal["test_loss"] != first_plain["test_loss"]  # and the recalibrated evaluation differs
     assert recal["final_test_acc"] == rows["recal"][-1]["test_acc"]
+    _, acc = plot_training_curves(tmp_path / recal["run_id"]).axes
+    lines = {line.get_label(): list(line.get_ydata()) for line in acc.lines}
+    assert lines["test (BN recalibrated)"] == pytest.approx([100 * r["test_acc"] for r in rows["recal"]])
+    assert lines["test (running BN statistics)"] == pytest.approx([100 * r["test_acc_running_bn"] for r in rows["recal"]])

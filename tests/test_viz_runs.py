@@ -12,8 +12,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from fggp.train import RunConfig, run
-from fggp.viz.runs import (BEST_LABEL, EPOCH_HEADER, EpochLog, config_view, load_run, plot_layer_density, plot_sparsity,
-                           plot_training_curves, result_table, run_title, save_figures, scheduled_curve)
+from fggp.viz.runs import (BEST_LABEL, EpochLog, config_view, epoch_header, epoch_line, load_run, plot_layer_density,
+                           plot_sparsity, plot_training_curves, result_table, run_title, save_figures, scheduled_curve)
 
 
 @pytest.fixture(scope="module")
@@ -153,11 +153,18 @@ def test_epoch_log_prints_a_header_and_rows_in_percent(run_dir, tmp_path):
     log = EpochLog(run_dir, printed.append)
     log("checkpoint: resuming from checkpoint.pt (epoch 2 done)")  # not the run's line: passes through
     assert printed[0].startswith("checkpoint: resuming")
-    assert printed[1] == EPOCH_HEADER and len(printed) == 4  # then the epochs already on disk
+    assert printed[1].split() == ["epoch", "train", "loss", "train", "acc", "test", "loss", "test", "acc", "sparsity",
+                                  "lr", "seconds"]
+    assert len(printed) == 4  # then the epochs already on disk
     first = rec.metrics[0]
     assert printed[2].split() == ["1/2", f"{first['train_loss']:.4f}", f"{100 * first['train_acc']:.2f}%",
                                   f"{first['test_loss']:.4f}", f"{100 * first['test_acc']:.2f}%",
-                                  f"{100 * first['sparsity']:.2f}%", f"{first['seconds']:.1f}"]
+                                  f"{100 * first['sparsity']:.2f}%", f"{first['lr']:.4g}", f"{first['seconds']:.1f}"]
+    for line in printed[1:4]:  # columns line up under their header
+        assert len(line) == len(printed[1])
+    with_bn = epoch_header({**first, "test_acc_running_bn": 0.1})
+    assert "test acc (running BN)" in with_bn
+    assert "10.00%" in epoch_line({**first, "test_acc_running_bn": 0.1}, 2)
     log(f"{run_dir.name}: completed, final test acc 0.1234 at sparsity 0.9000")
     assert len(printed) == 5 and "0.1234" not in printed[4]
     assert printed[4].startswith(f"completed: final test acc {100 * rec.result['final_test_acc']:.2f}% at sparsity "
@@ -168,7 +175,7 @@ def test_epoch_log_follows_a_live_run(tmp_path):
     config = RunConfig(arch="tiny", dataset="synthetic", epochs=2, prune_end_epoch=1, prune_every=5, progress=False)
     printed = []
     run(config, tmp_path, log=EpochLog(tmp_path / config.run_id, printed.append))
-    assert printed[0] == EPOCH_HEADER
+    assert printed[0].split()[:3] == ["epoch", "train", "loss"]
     assert [line.split()[0] for line in printed[1:3]] == ["1/2", "2/2"]
     assert printed[3].startswith("completed: final test acc") and len(printed) == 4
     assert not any(line.startswith("epoch ") for line in printed)  # the raw fraction lines are replaced

@@ -243,15 +243,33 @@ def _short(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-EPOCH_HEADER = (f"{'epoch':>7}  {'train loss':>10}  {'train acc':>9}  {'test loss':>9}  {'test acc':>8}  "
-                f"{'sparsity':>8}  {'seconds':>7}")
+EPOCH_COLUMNS = (  # (metrics key, header, format); accuracies and sparsity as %, like the figures
+    ("train_loss", "train loss", "{:>10.4f}"),
+    ("train_acc", "train acc", "{:>8.2%}"),
+    ("test_loss", "test loss", "{:>9.4f}"),
+    ("test_acc", "test acc", "{:>8.2%}"),
+    ("test_acc_running_bn", "test acc (running BN)", "{:>20.2%}"),
+    ("sparsity", "sparsity", "{:>7.2%}"),
+    ("lr", "lr", "{:>7.4g}"),
+    ("seconds", "seconds", "{:>7.1f}"),
+)
+
+
+def epoch_header(row: dict) -> str:
+    """The column names of the epoch table for rows like ``row`` (running-BN accuracy only when recorded)."""
+    names = [f"{'epoch':>7}"] + [f"{head:>{_width(head, fmt)}}" for key, head, fmt in EPOCH_COLUMNS if key in row]
+    return "  ".join(names)
+
+
+def _width(head: str, fmt: str) -> int:
+    return max(len(head), len(fmt.format(0.5)))
 
 
 def epoch_line(row: dict, epochs: int) -> str:
-    """One metrics row under ``EPOCH_HEADER``: accuracies and sparsity in %, like the figures."""
-    return (f"{row['epoch']:>3}/{epochs:<3}  {row['train_loss']:>10.4f}  {100 * row['train_acc']:>8.2f}%  "
-            f"{row['test_loss']:>9.4f}  {100 * row['test_acc']:>7.2f}%  {100 * row['sparsity']:>7.2f}%  "
-            f"{row['seconds']:>7.1f}")
+    """One metrics row under ``epoch_header``."""
+    cells = [f"{row['epoch']:>3}/{epochs:<3}"] + [f"{fmt.format(row[key]):>{_width(head, fmt)}}"
+                                                  for key, head, fmt in EPOCH_COLUMNS if key in row]
+    return "  ".join(cells)
 
 
 class EpochLog:
@@ -280,7 +298,7 @@ class EpochLog:
             return
         if len(rec.metrics) > self.printed:
             if not self.printed:
-                self.print(EPOCH_HEADER)
+                self.print(epoch_header(rec.metrics[0]))
             for row in rec.metrics[self.printed:]:
                 self.print(epoch_line(row, rec.config["epochs"]))
             self.printed = len(rec.metrics)
@@ -344,6 +362,6 @@ def save_figures(run_dir, figures: dict[str, Figure], dpi: int = 120) -> dict[st
     return paths
 
 
-__all__ = ["RunRecord", "load_run", "run_title", "config_view", "EpochLog", "epoch_line", "summary_line",
+__all__ = ["RunRecord", "load_run", "run_title", "config_view", "EpochLog", "epoch_header", "epoch_line", "summary_line",
            "plot_training_curves", "plot_sparsity", "plot_layer_density", "result_table",
            "save_figures", "scheduled_curve", "BEST_LABEL"]
