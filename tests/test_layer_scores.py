@@ -233,7 +233,8 @@ def test_scatter_has_one_panel_per_order_highlighting_k_weights():
     k = round(0.3 * s.n)
     fig = viz.plot_scatter(s, sets)
     assert isinstance(fig, Figure)
-    assert len(fig.axes) == len(sets)
+    assert len(fig.axes) == len(sets) + 1  # and the key: five orders fill a 2 x 3 grid with no empty slot
+    assert fig.axes[0].get_subplotspec().get_gridspec().get_geometry() == (2, 3)
     for ax, (name, chosen) in zip(fig.axes, sets.items()):
         assert ax.get_title() == f"{name}: k = {k}"
         assert ax.get_xscale() == ax.get_yscale() == "log"
@@ -243,7 +244,24 @@ def test_scatter_has_one_panel_per_order_highlighting_k_weights():
         floor = s.w_mag[s.w_mag > 0].min() / 2  # where the zero weight is drawn on the log axis
         assert sorted(pruned[:, 0].tolist()) == pytest.approx(sorted(s.w_mag[chosen].clamp_min(floor).tolist()))
         assert (pruned > 0).all()
+    key = fig.axes[-1]
+    assert key.get_label() == "key" and not key.axison and key.get_legend() is not None
+    assert f"n = {s.n} weights" in key.texts[0].get_text()
 
+
+@pytest.mark.parametrize("sparsity, rate, pool", [(0.1, 0.5, "pool = 44 of 216 (20%)"),
+                                                  (0.62, 0.5, "pool = whole layer (216)"),
+                                                  (0.2, 1.0, "pool = 43 of 216 (20%)")])
+def test_scatter_titles_give_the_pool_and_say_when_it_is_the_whole_layer(sparsity, rate, pool):
+    s = make_scores()  # n = 216
+    fig = viz.plot_scatter(s, pruned_sets(s, sparsity, rate), rate=rate)
+    titles = {ax.get_title().split(":")[0]: ax.get_title() for ax in fig.axes[:-1]}
+    k = round(sparsity * s.n)
+    assert titles[f"gradient_first({rate:g})"] == f"gradient_first({rate:g}): k = {k}\n{pool}"
+    assert titles["magnitude"] == f"magnitude: k = {k}"  # one-key orders have no pool
+    whole = "whole layer" in pool
+    assert ("gradient_first = magnitude" in fig.axes[-1].texts[0].get_text()) == whole
+    assert f"rate {rate:g}" in fig._suptitle.get_text()
 
 def test_rate_grid_has_a_row_per_rate_with_its_jaccard_to_magnitude():
     s = make_scores()
@@ -262,25 +280,50 @@ def test_rate_grid_has_a_row_per_rate_with_its_jaccard_to_magnitude():
     assert fig.axes[0].get_title().endswith("= 1.00")  # rate 0.1: the pool is the whole layer
 
 
-def test_interactive_builds_sliders_that_redraw_the_scatter_and_table():
+def test_draw_returns_the_figure_and_table_of_the_values_given():
+    s = make_scores()
+    fig, table = viz.draw(s, 0.1, 0.5)
+    fig2, table2 = viz.draw(s, 0.62, 0.3)
+    pd.testing.assert_frame_equal(table2, overlap_table(pruned_sets(s, 0.62, 0.3)).round(3))
+    assert list(table.index)[2] == "gradient_first(0.5)" and list(table2.index)[2] == "gradient_first(0.3)"
+    assert not table.equals(table2)
+    assert fig.axes[2].get_title() == "gradient_first(0.5): k = 22\npool = 44 of 216 (20%)"
+    assert fig2.axes[2].get_title() == "gradient_first(0.3): k = 134\npool = whole layer (216)"
+    assert table2.loc["gradient_first(0.3)", "magnitude"] == 1.0  # the whole layer as pool: it is magnitude
+    assert len(collection(fig2.axes[0], "pruned").get_offsets()) == 134
+
+
+def test_interactive_sliders_redraw_the_figure_and_table_in_place():
     import ipywidgets
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
 
     s = make_scores()
-    widget = viz.interactive(s, sparsity=0.5, rate=0.5)
-    assert isinstance(widget, ipywidgets.Widget)
-    sliders = {w.description: w for w in widget.children if isinstance(w, ipywidgets.FloatSlider)}
-    assert set(sliders) == {"sparsity", "rate"}
+    explorer = viz.interactive(s, sparsity=0.5, rate=0.5)
+    sliders = explorer.sliders
     assert (sliders["sparsity"].min, sliders["sparsity"].max) == (0.05, 0.99)
     assert (sliders["rate"].min, sliders["rate"].max) == (0.01, 1.0)
-    (output,) = [w for w in widget.children if isinstance(w, ipywidgets.Output)]
-    assert "gradient_first(0.5)" in widget.table.index
-    assert [o["output_type"] for o in output.outputs] == ["display_data", "display_data"]
+    assert all(int(w.layout.width.removesuffix("px")) >= 400 for w in sliders.values())  # long enough to aim
+    assert isinstance(explorer.controls, ipywidgets.Widget)
+    InteractiveShell.instance()
+    with capture_output() as shown:
+        explorer._ipython_display_()
+    published = shown.outputs
+    assert len(published) == 3  # the sliders, then the figure and the table as outputs of their own
+    assert "image/png" in published[1].data and "text/html" in published[2].data
+    ids = [o.transient["display_id"] for o in published[1:]]
     sliders["rate"].value = 0.3
     sliders["sparsity"].value = 0.2
     expected = overlap_table(pruned_sets(s, 0.2, 0.3)).round(3)
-    pd.testing.assert_frame_equal(widget.table, expected)
-    assert output.outputs[0]["data"]["text/plain"].endswith("with 5 Axes>")  # the scatter, one panel per order
-    assert output.outputs[1]["data"]["text/plain"] == repr(expected)
+    pd.testing.assert_frame_equal(explorer.table, expected)
+    assert explorer.figure.axes[2].get_title().startswith("gradient_first(0.3): k = 43")
+    with capture_output() as moved:
+        sliders["sparsity"].value = 0.62
+    updates = moved.outputs
+    assert [o.update for o in updates] == [True, True]  # replaced where they are, not appended
+    assert [o.transient["display_id"] for o in updates] == ids
+    assert "gradient_first(0.3)" in updates[1].data["text/plain"]
+    assert explorer.figure.axes[2].get_title() == "gradient_first(0.3): k = 134\npool = whole layer (216)"
 
 
 # ---- the notebook ---------------------------------------------------------------------------------
@@ -301,5 +344,5 @@ def test_notebook_runs_headless_with_papermill(tmp_path):
     nb = json.loads(out.read_text())
     outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
     assert not [o for o in outputs if o["output_type"] == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == 4
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 5  # the interactive figure as a plain PNG too
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)

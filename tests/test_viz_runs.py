@@ -12,8 +12,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from fggp.train import RunConfig, run
-from fggp.viz.runs import (BEST_LABEL, load_run, plot_layer_density, plot_sparsity, plot_training_curves, result_table,
-                           save_figures, scheduled_curve)
+from fggp.viz.runs import (BEST_LABEL, EpochLog, config_view, epoch_header, epoch_line, load_run, plot_layer_density,
+                           plot_sparsity, plot_training_curves, result_table, run_title, save_figures, scheduled_curve)
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +51,11 @@ def test_sparsity_markers_are_the_prune_log_and_sit_on_the_schedule(run_dir):
     assert len(log) > 1
     actual = lines["actual (at each pruning step)"]
     assert list(actual.get_xdata()) == [p[0] for p in log]
-    assert list(actual.get_ydata()) == [p[2] for p in log]
+    assert list(actual.get_ydata()) == pytest.approx([100 * p[2] for p in log])  # one unit throughout: %
     curve = lines["scheduled target"]
     steps = [p[0] for p in log]
     # the recomputed curve agrees with the target the Pruner scheduled at each of its steps
-    assert np.interp(steps, curve.get_xdata(), curve.get_ydata()) == pytest.approx([p[1] for p in log], abs=1e-3)
+    assert np.interp(steps, curve.get_xdata(), curve.get_ydata()) == pytest.approx([100 * p[1] for p in log], abs=0.1)
     assert curve.get_xdata()[-1] == load_run(run_dir).result["steps_done"]
 
 
@@ -84,10 +84,10 @@ def test_layer_density_bars_and_global_line(run_dir):
     fig = plot_layer_density(result)
     (ax,) = fig.axes
     heights = {t.get_text(): p.get_height() for t, p in zip(ax.get_xticklabels(), ax.patches)}
-    assert heights == pytest.approx(result["layer_density"])
+    assert heights == pytest.approx({k: 100 * v for k, v in result["layer_density"].items()})
     assert ax.get_xticklabels()[-1].get_text() == "classifier.weight"  # network order, not alphabetical
     (line,) = ax.lines
-    assert line.get_ydata()[0] == pytest.approx(result["kept_weights"] / result["prunable_weights"])
+    assert line.get_ydata()[0] == pytest.approx(100 * result["kept_weights"] / result["prunable_weights"])
 
 
 def test_result_table_has_the_key_rows(run_dir):
@@ -99,6 +99,7 @@ def test_result_table_has_the_key_rows(run_dir):
         assert row in table.index, row
     assert table.loc["status", "value"] == "completed"
     assert table.loc["final test acc", "value"] == f"{100 * result['final_test_acc']:.2f}%"
+    assert table.loc["final sparsity", "value"] == f"{100 * result['final_sparsity']:.2f}%"
     assert table.loc["epochs", "value"] == "2"
     failed = result_table({"status": "failed", "error": "RuntimeError: boom"})
     assert failed.loc["error", "value"] == "RuntimeError: boom"
@@ -119,3 +120,65 @@ def test_load_run_requires_a_config(tmp_path):
         load_run(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"recipe": "fggp"}))
     assert load_run(tmp_path).metrics == [] and load_run(tmp_path).result is None
+
+
+def test_curves_are_titled_for_a_reader_not_by_the_hash(run_dir):
+    config = load_run(run_dir).config
+    title = plot_training_curves(run_dir)._suptitle.get_text()
+    assert title == run_title(config) == "fggp (rate 0.5) on tiny / synthetic, target sparsity 90%, seed 18"
+    assert run_dir.name.split("-")[-1] not in title
+    assert run_title({**config, "recipe": "gmp"}).startswith("gmp on tiny")
+    assert run_title({**config, "rate": 0.3}).startswith("fggp (rate 0.3)")
+    assert "dense," in run_title({**config, "recipe": "dense"})
+
+
+def test_config_view_is_one_line_per_group_and_hides_nothing_that_matters(run_dir):
+    config = load_run(run_dir).config
+    view = config_view(config)
+    assert list(view.index) == ["model and data", "pruning", "optimizer", "evaluation", "run"]
+    text = " ".join(view["settings"])
+    for name, value in config.items():
+        if name in ("data_dir", "download", "progress", "channels_last", "extra"):
+            assert f"{name}=" not in text
+        else:
+            assert f"{name}=" in text, name
+    assert "lr_milestones=0.5,0.75" in text and "target_sparsity=0.9," in text
+    assert config_view({**config, "extra": {"note": "x"}, "new_field": 1}).loc["other", "settings"] == \
+        "extra={'note': 'x'}, new_field=1"
+
+
+def test_epoch_log_prints_a_header_and_rows_in_percent(run_dir, tmp_path):
+    rec = load_run(run_dir)
+    printed = []
+    log = EpochLog(run_dir, printed.append)
+    log("checkpoint: resuming from checkpoint.pt (epoch 2 done)")  # not the run's line: passes through
+    assert printed[0].startswith("checkpoint: resuming")
+    assert printed[1].split() == ["epoch", "train", "loss", "train", "acc", "test", "loss", "test", "acc", "sparsity",
+                                  "lr", "seconds"]
+    assert len(printed) == 4  # then the epochs already on disk
+    first = rec.metrics[0]
+    assert printed[2].split() == ["1/2", f"{first['train_loss']:.4f}", f"{100 * first['train_acc']:.2f}%",
+                                  f"{first['test_loss']:.4f}", f"{100 * first['test_acc']:.2f}%",
+                                  f"{100 * first['sparsity']:.2f}%", f"{first['lr']:.4g}", f"{first['seconds']:.1f}"]
+    for line in printed[1:4]:  # columns line up under their header
+        assert len(line) == len(printed[1])
+    with_bn = epoch_header({**first, "test_acc_running_bn": 0.1})
+    assert "test acc (running BN)" in with_bn
+    assert "10.00%" in epoch_line({**first, "test_acc_running_bn": 0.1}, 2)
+    log(f"{run_dir.name}: completed, final test acc 0.1234 at sparsity 0.9000")
+    assert len(printed) == 5 and "0.1234" not in printed[4]
+    assert printed[4].startswith(f"completed: final test acc {100 * rec.result['final_test_acc']:.2f}% at sparsity "
+                                 f"{100 * rec.result['final_sparsity']:.2f}%")
+
+
+def test_epoch_log_follows_a_live_run(tmp_path):
+    config = RunConfig(arch="tiny", dataset="synthetic", epochs=2, prune_end_epoch=1, prune_every=5, progress=False)
+    printed = []
+    run(config, tmp_path, log=EpochLog(tmp_path / config.run_id, printed.append))
+    assert printed[0].split()[:3] == ["epoch", "train", "loss"]
+    assert [line.split()[0] for line in printed[1:3]] == ["1/2", "2/2"]
+    assert printed[3].startswith("completed: final test acc") and len(printed) == 4
+    assert not any(line.startswith("epoch ") for line in printed)  # the raw fraction lines are replaced
+    again = []
+    run(config, tmp_path, log=EpochLog(tmp_path / config.run_id, again.append))  # already done: same table
+    assert again[:3] == printed[:3] and again[3].startswith("completed")

@@ -59,6 +59,7 @@ class RunConfig:
     augment: bool | None = None  # None: the dataset's default (off for digits, mnist, fashion_mnist)
     val_size: int = 0  # training images held out for validation (stratified, one fixed split); 0: none
     compile: bool = False
+    bn_recalibrate: int = 0  # >0: re-estimate BatchNorm statistics on this many train batches before each evaluation
     progress: bool = True
     extra: dict = field(default_factory=dict)  # free-form labels; part of the run's identity
     plugins: tuple[str, ...] = ()  # modules or .py files imported first: they register orders and recipes
@@ -79,7 +80,7 @@ class RunConfig:
             )
         for name in ("epochs", "batch_size", "prune_every"):
             _integer(name, getattr(self, name), 1)
-        for name in ("prune_start_epoch", "prune_end_epoch", "seed", "val_size"):
+        for name in ("prune_start_epoch", "prune_end_epoch", "seed", "val_size", "bn_recalibrate"):
             _integer(name, getattr(self, name), 0)
         if self.prune_end_epoch > self.epochs:
             raise ValueError(
@@ -126,8 +127,9 @@ class RunConfig:
         d = self.to_dict()
         for key in NOT_IDENTITY:
             d.pop(key)
-        if d["val_size"] == 0:  # runs without a split keep the ids they had before the field existed
-            d.pop("val_size")
+        for key in ("val_size", "bn_recalibrate"):
+            if not d[key]:  # off: the run ids made before the option existed stay valid
+                d.pop(key)
         return d
 
     @property

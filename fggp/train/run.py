@@ -191,12 +191,17 @@ class _Trainer:
             if bad_step is not None:
                 return self.finish("diverged", diverged_step=bad_step)
             test_loss, test_acc = self.evaluate()
+            running = {}
+            if c.bn_recalibrate:
+                running = {"test_loss_running_bn": test_loss, "test_acc_running_bn": test_acc}
+                self.recalibrate_bn(self.epoch)
+                test_loss, test_acc = self.evaluate()
             val = dict(zip(("val_loss", "val_acc"), self.evaluate(self.val_loader))) if self.val_loader else {}
             self.elapsed += time.perf_counter() - started
             row = {"epoch": self.epoch + 1, "train_loss": train_loss, "train_acc": train_acc, **val,
                    "test_loss": test_loss, "test_acc": test_acc, "lr": lr_at(c, self.epoch),
                    "sparsity": self.pruner.sparsity, "step": self.pruner.step,
-                   "seconds": time.perf_counter() - started}
+                   "seconds": time.perf_counter() - started, **running}
             self.history.append(row)
             self.epoch += 1
             save_checkpoint(self.run_dir, self._state())
@@ -253,6 +258,27 @@ class _Trainer:
         if all(finite):
             return None
         return self.pruner.step - len(losses) + finite.index(False) + 1
+
+    @torch.no_grad()
+    def recalibrate_bn(self, epoch: int) -> None:
+        """Re-estimate every BatchNorm's running statistics on the first ``bn_recalibrate`` batches of ``epoch``.
+
+        In training they are an exponential average over the last few steps; when the weights move fast
+        (a high lr, a pruning step just before the evaluation) they lag behind, and eval-mode accuracy
+        collapses while train accuracy does not. Training normalizes with batch statistics, so the
+        training trajectory is the same with or without this; only what evaluation sees changes.
+        """
+        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the batches below, not a decay from the old stats
+        self.model.train()
+        for _, (x, _y) in zip(range(self.config.bn_recalibrate), self.train_loader.iter_epoch(epoch)):
+            with self.autocast:
+                self.forward(x)
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
 
     @torch.no_grad()
     def evaluate(self, loader: DeviceLoader | None = None) -> tuple[float, float]:

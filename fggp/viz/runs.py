@@ -78,7 +78,12 @@ def plot_training_curves(run_dir) -> Figure:
             _note(ax, "no epoch finished yet")
         else:
             ax.plot(epochs, [m[f"train_{key}"] * scale for m in rec.metrics], "o-", ms=3, color=TRAIN_COLOR, label="train")
-            ax.plot(epochs, [m[f"test_{key}"] * scale for m in rec.metrics], "o-", ms=3, color=TEST_COLOR, label="test")
+            recalibrated = f"test_{key}_running_bn" in rec.metrics[0]
+            ax.plot(epochs, [m[f"test_{key}"] * scale for m in rec.metrics], "o-", ms=3, color=TEST_COLOR,
+                    label="test (BN recalibrated)" if recalibrated else "test")
+            if recalibrated:
+                ax.plot(epochs, [m[f"test_{key}_running_bn"] * scale for m in rec.metrics], "s--", ms=3,
+                        color=TEST_COLOR, alpha=0.6, label="test (running BN statistics)")
             start, end = rec.config.get("prune_start_epoch", 0), rec.config.get("prune_end_epoch", 0)
             if rec.config.get("recipe") != "dense" and end > start:
                 ax.axvspan(start, end, color="0.9", zorder=0, label="pruning window")
@@ -88,8 +93,26 @@ def plot_training_curves(run_dir) -> Figure:
         ax.grid(alpha=0.3)
     ax_loss.set_title("loss")
     ax_acc.set_title("accuracy")
-    fig.suptitle(rec.run_id, fontsize="medium")
+    fig.suptitle(run_title(rec.config), fontsize="medium")
     return fig
+
+
+def run_title(config: dict) -> str:
+    """A run as a reader names it: recipe (and its rate), network, data, target sparsity, seed.
+
+    The run id is a hash for machines; figures carry this instead.
+    """
+    recipe = config.get("recipe", "?")
+    rate = config.get("rate")
+    if rate is None:
+        try:
+            known = get_recipe(recipe)
+            rate = known.rate if known.order in ("gradient_first", "magnitude_first") else None
+        except ValueError:  # a recipe registered in another session
+            rate = None
+    what = f"{recipe} (rate {rate:g})" if rate is not None else recipe
+    target = "dense" if recipe == "dense" else f"target sparsity {100 * config.get('target_sparsity', 0):g}%"
+    return f"{what} on {config.get('arch', '?')} / {config.get('dataset', '?')}, {target}, seed {config.get('seed', '?')}"
 
 
 def _steps_per_epoch(rec: RunRecord) -> float | None:
@@ -129,21 +152,22 @@ def plot_sparsity(run_dir) -> Figure:
     if spe:
         try:
             t, s = scheduled_curve(rec.config, spe)
-            ax.plot(t, s, "-", color="0.5", label="scheduled target")
+            ax.plot(t, 100 * s, "-", color="0.5", label="scheduled target")
         except ValueError:  # a recipe registered in another session: the schedule kind is unknown here
             _note(ax, f"schedule of recipe {rec.config.get('recipe')!r} unknown in this session")
     if rec.result is not None and "prune_log" in rec.result:
         log = rec.result["prune_log"]
-        ax.plot([p[0] for p in log], [p[2] for p in log], "o", ms=4, color="tab:red", label="actual (at each pruning step)")
+        ax.plot([p[0] for p in log], [100 * p[2] for p in log], "o", ms=4, color="tab:red",
+                label="actual (at each pruning step)")
     else:
-        ax.plot([m["step"] for m in rec.metrics], [m["sparsity"] for m in rec.metrics], "s", ms=4, color="tab:red",
+        ax.plot([m["step"] for m in rec.metrics], [100 * m["sparsity"] for m in rec.metrics], "s", ms=4, color="tab:red",
                 label="actual (at epoch ends; no prune log)")
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("sparsity (fraction of prunable weights removed)")
-    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("sparsity (% of prunable weights removed)")
+    ax.set_ylim(-2, 102)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    ax.set_title(f"{rec.config.get('recipe')}: sparsity schedule", fontsize="medium")
+    ax.set_title(f"sparsity schedule: {run_title(rec.config)}", fontsize="small")
     return fig
 
 
@@ -157,7 +181,7 @@ def _network_order(arch: str | None, names) -> list[str]:
 
 
 def plot_layer_density(result: dict) -> Figure:
-    """Fraction of weights kept per layer; the dashed line is the global density.
+    """Share of weights kept per layer (%); the dashed line is the global density.
 
     Global recipes decide per layer: bars above the line are layers the criterion found important
     (often the first conv and the classifier), bars below are where most weights went.
@@ -169,18 +193,129 @@ def plot_layer_density(result: dict) -> Figure:
         _note(ax, "no layer densities in this result")
         return fig
     names = _network_order(result.get("config", {}).get("arch"), density)
-    ax.bar(range(len(names)), [density[n] for n in names], color="tab:green")
+    ax.bar(range(len(names)), [100 * density[n] for n in names], color="tab:green")
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize="small")
     if result.get("prunable_weights"):
         overall = result["kept_weights"] / result["prunable_weights"]
     else:
         overall = 1.0 - result.get("final_sparsity", 0.0)
-    ax.axhline(overall, color="k", ls="--", lw=1, label=f"global density {overall:.3f}")
-    ax.set_ylabel("density (fraction of weights kept)")
-    ax.set_ylim(0, 1.05)
+    ax.axhline(100 * overall, color="k", ls="--", lw=1, label=f"global density {100 * overall:.2f}%")
+    ax.set_ylabel("density (% of weights kept)")
+    ax.set_ylim(0, 105)
     ax.legend()
     ax.set_title("per-layer density", fontsize="medium")
     return fig
+
+
+CONFIG_GROUPS = {
+    "model and data": ("arch", "dataset", "augment", "batch_size"),
+    "pruning": ("recipe", "target_sparsity", "initial_sparsity", "rate", "grad_window", "prune_start_epoch",
+                "prune_end_epoch", "prune_every"),
+    "optimizer": ("epochs", "lr", "momentum", "nesterov", "weight_decay", "lr_milestones", "lr_gamma"),
+    "evaluation": ("bn_recalibrate",),
+    "run": ("seed", "device", "precision", "deterministic", "compile"),
+}
+
+
+def config_view(config) -> pd.DataFrame:
+    """A config (``RunConfig`` or its dict) as one line per group instead of one per field.
+
+    Fields outside the groups (new ones, ``extra`` labels) land in a last "other" row, so nothing is
+    hidden; where data lives and whether a progress bar is drawn are left out.
+    """
+    d = config if isinstance(config, dict) else config.to_dict()
+    rows, shown = {}, set()
+    for group, names in CONFIG_GROUPS.items():
+        present = [n for n in names if n in d]
+        shown.update(present)
+        if present:
+            rows[group] = ", ".join(f"{n}={_short(d[n])}" for n in present)
+    other = [n for n in d if n not in shown and n not in ("data_dir", "download", "progress", "channels_last")
+             and not (n == "extra" and not d[n])]
+    if other:
+        rows["other"] = ", ".join(f"{n}={_short(d[n])}" for n in other)
+    return pd.DataFrame({"settings": list(rows.values())}, index=pd.Index(list(rows), name="group"))
+
+
+def _short(v) -> str:
+    if isinstance(v, (list, tuple)):
+        return ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v) or "()"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+EPOCH_COLUMNS = (  # (metrics key, header, format); accuracies and sparsity as %, like the figures
+    ("train_loss", "train loss", "{:>10.4f}"),
+    ("train_acc", "train acc", "{:>8.2%}"),
+    ("test_loss", "test loss", "{:>9.4f}"),
+    ("test_acc", "test acc", "{:>8.2%}"),
+    ("test_acc_running_bn", "test acc (running BN)", "{:>20.2%}"),
+    ("sparsity", "sparsity", "{:>7.2%}"),
+    ("lr", "lr", "{:>7.4g}"),
+    ("seconds", "seconds", "{:>7.1f}"),
+)
+
+
+def epoch_header(row: dict) -> str:
+    """The column names of the epoch table for rows like ``row`` (running-BN accuracy only when recorded)."""
+    names = [f"{'epoch':>7}"] + [f"{head:>{_width(head, fmt)}}" for key, head, fmt in EPOCH_COLUMNS if key in row]
+    return "  ".join(names)
+
+
+def _width(head: str, fmt: str) -> int:
+    return max(len(head), len(fmt.format(0.5)))
+
+
+def epoch_line(row: dict, epochs: int) -> str:
+    """One metrics row under ``epoch_header``."""
+    cells = [f"{row['epoch']:>3}/{epochs:<3}"] + [f"{fmt.format(row[key]):>{_width(head, fmt)}}"
+                                                  for key, head, fmt in EPOCH_COLUMNS if key in row]
+    return "  ".join(cells)
+
+
+class EpochLog:
+    """A ``log`` for ``fggp.train.run`` that prints a table with a header, in %, instead of its raw lines.
+
+    ``run`` writes ``metrics.jsonl`` before it logs an epoch, and ``result.json`` before its last line,
+    so this reads the numbers from those files: the epoch lines (``epoch ...``) become table rows and
+    the run's closing line (``<run_id>: ...``) a summary. Every other message (resuming, waiting for a
+    lock) passes through unchanged. Epochs a resumed or already completed run did before are printed
+    too, so the table always covers the whole run.
+    """
+
+    def __init__(self, run_dir, print_fn=print):
+        self.run_dir = Path(run_dir)
+        self.print = print_fn
+        self.printed = 0
+
+    def __call__(self, message: str) -> None:
+        mine = message.startswith("epoch ") or message.startswith(f"{self.run_dir.name}: ")
+        if not mine:
+            self.print(message)
+        rec = load_run(self.run_dir) if (self.run_dir / "config.json").is_file() else None
+        if rec is None:
+            if mine:
+                self.print(message)
+            return
+        if len(rec.metrics) > self.printed:
+            if not self.printed:
+                self.print(epoch_header(rec.metrics[0]))
+            for row in rec.metrics[self.printed:]:
+                self.print(epoch_line(row, rec.config["epochs"]))
+            self.printed = len(rec.metrics)
+        if message.startswith(f"{self.run_dir.name}: ") and rec.result is not None:
+            self.print(summary_line(rec.result))
+
+
+def summary_line(result: dict) -> str:
+    """The run's outcome in one line, in the same units as the table above it."""
+    line = f"{result.get('status', '?')}"
+    if result.get("final_test_acc") is not None:
+        line += f": final test acc {_pct(result['final_test_acc'])} at sparsity {_pct(result.get('final_sparsity'))}"
+    if result.get("wall_seconds") is not None:
+        line += f", {result['wall_seconds']:.0f} s of training on {result.get('device', '?')}"
+    if result.get("diverged_step") is not None:
+        line += f", diverged at step {result['diverged_step']}"
+    return line
 
 
 def _pct(x) -> str:
@@ -200,7 +335,7 @@ def result_table(result: dict) -> pd.DataFrame:
         "status": result.get("status", "—"),
         "final test acc": _pct(result.get("final_test_acc")),
         BEST_LABEL: _pct(result.get("best_test_acc")),
-        "final sparsity": "—" if result.get("final_sparsity") is None else f"{result['final_sparsity']:.4f}",
+        "final sparsity": _pct(result.get("final_sparsity")),
         "kept / total weights": "—" if not total else f"{kept:,} / {total:,} ({100 * kept / total:.2f}% kept)",
         "dense FLOPs": "—" if dense is None else f"{dense:,}",
         "sparse FLOPs": "—" if sparse is None else f"{sparse:,}" + (f" ({dense / sparse:.1f}x fewer)" if sparse and dense else ""),
@@ -227,5 +362,6 @@ def save_figures(run_dir, figures: dict[str, Figure], dpi: int = 120) -> dict[st
     return paths
 
 
-__all__ = ["RunRecord", "load_run", "plot_training_curves", "plot_sparsity", "plot_layer_density", "result_table",
+__all__ = ["RunRecord", "load_run", "run_title", "config_view", "EpochLog", "epoch_header", "epoch_line", "summary_line",
+           "plot_training_curves", "plot_sparsity", "plot_layer_density", "result_table",
            "save_figures", "scheduled_curve", "BEST_LABEL"]

@@ -6,11 +6,13 @@ open behind the caller's back: a notebook displays the returned figure, a script
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 
 import matplotlib
 import numpy as np
+import pandas as pd
 import torch
 from matplotlib.colors import ListedColormap, LogNorm
 from matplotlib.figure import Figure
@@ -25,7 +27,9 @@ from ..layer_scores import (
     overlap_table,
     prune_count,
     pruned_sets,
+    TWO_STEP,
 )
+from ..pruning.selection import pool_size
 
 MAX_POINTS = 50_000  # scatter points per panel; larger layers are drawn from a fixed random subsample
 KEPT, PRUNED = "0.72", "tab:red"
@@ -117,27 +121,54 @@ def plot_histograms(scores: LayerScores) -> Figure:
     return fig
 
 
-def plot_scatter(scores: LayerScores, sets: dict[str, torch.Tensor]) -> Figure:
+def pool_note(n: int, k: int, rate: float) -> str:
+    """FGGP's pool m = min(n, ceil(k / rate)) in words, saying so when it is the whole layer.
+
+    Then the first step (the pool) selects nothing and the two-step orders equal their second key alone:
+    gradient_first is magnitude, magnitude_first is gradient.
+    """
+    m = pool_size(k, n, rate)
+    return f"pool = whole layer ({n})" if m >= n else f"pool = {m} of {n} ({100 * m / n:.0f}%)"
+
+
+def plot_scatter(scores: LayerScores, sets: dict[str, torch.Tensor], rate: float | None = None) -> Figure:
     """|w| against |g| on log-log axes, one panel per order, the weights it prunes in red.
 
     Exact zeros cannot sit on a log axis, so they are drawn at half the smallest nonzero value of their
     axis (a tiny epsilon floor). Layers above ``MAX_POINTS`` weights are drawn from a fixed subsample;
-    the titles still give the true k.
+    the titles still give the true k. With ``rate`` the two-step orders' titles give their pool size.
+    One more panel holds the legend and the numbers (n, k, pool), so the grid has no empty slot.
     """
     if not sets:
         raise ValueError("sets: is empty; pass the dict that pruned_sets returns")
-    ncols = min(3, len(sets))
-    nrows = math.ceil(len(sets) / ncols)
+    panels = len(sets) + 1
+    ncols = min(3, panels)  # the five default orders and the key fill a 2 x 3 grid
+    nrows = math.ceil(panels / ncols)
     fig = Figure(figsize=(4.3 * ncols, 3.7 * nrows), layout="constrained")
     grid = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax in grid[len(sets):]:
+    for ax in grid[panels:]:
         ax.remove()
     points = _points(scores)
+    k = 0
     for ax, (name, pruned) in zip(grid, sets.items()):
         _scatter(ax, pruned, points)
-        ax.set_title(f"{name}: k = {int(pruned.sum())}")
-    fig.legend(*grid[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, markerscale=3)
-    fig.suptitle(f"{scores.name}: which weights each order prunes{_subsample_note(scores)}")
+        k = int(pruned.sum())
+        title = f"{name}: k = {k}"
+        if rate is not None and name.split("(")[0] in TWO_STEP:
+            title += f"\n{pool_note(scores.n, k, rate)}"
+        ax.set_title(title, fontsize="medium")
+    key = grid[len(sets)]
+    key.axis("off")
+    key.legend(*grid[0].get_legend_handles_labels(), loc="upper left", markerscale=4, frameon=False)
+    lines = [f"layer {scores.name}", f"n = {scores.n} weights", f"k = {k} pruned ({100 * k / scores.n:.0f}%)"]
+    if rate is not None:
+        lines += [f"rate = {rate:g}: pool m = min(n, ceil(k / rate))", pool_note(scores.n, k, rate)]
+        if pool_size(k, scores.n, rate) >= scores.n:
+            lines += ["so here gradient_first = magnitude", "and magnitude_first = gradient"]
+    key.text(0, 0.62, "\n".join(lines), transform=key.transAxes, va="top", fontsize="medium")
+    key.set_label("key")
+    setting = f" at sparsity {k / scores.n:.2f}" + (f", rate {rate:g}" if rate is not None else "")
+    fig.suptitle(f"{scores.name}{setting}: which weights each order prunes{_subsample_note(scores)}")
     return fig
 
 
@@ -169,7 +200,7 @@ def plot_rate_grid(scores: LayerScores, sparsity: float, rates: Sequence[float])
             left.axhline(float(points[1][pool.numpy()].max()), color="k", ls="--", lw=1, label="pool edge")
             left.axvline(float(points[0][magnitude.numpy()].max()), color="tab:blue", ls=":", lw=1.5,
                          label="magnitude cut")
-        left.set_title(f"{label('gradient_first', rate)}: k = {k}, pool = {int(pool.sum())}, "
+        left.set_title(f"{label('gradient_first', rate)}: k = {k}, {pool_note(scores.n, k, rate)}, "
                        f"Jaccard with magnitude = {jaccard(fggp, magnitude):.2f}", fontsize="medium")
         who = (magnitude.long() + 2 * fggp.long()).reshape(scores.weight.shape)
         right.imshow(kernel_matrix(who).numpy(), cmap=AGREEMENT_COLOURS, vmin=-0.5, vmax=3.5, aspect="auto",
@@ -184,43 +215,70 @@ def plot_rate_grid(scores: LayerScores, sparsity: float, rates: Sequence[float])
     return fig
 
 
-def interactive(scores: LayerScores, sparsity: float = 0.9, rate: float = 0.5):
-    """Sliders for sparsity and rate that redraw the scatter and the Jaccard table below them.
+def draw(scores: LayerScores, sparsity: float, rate: float) -> tuple[Figure, pd.DataFrame]:
+    """The interactive cell's content at one setting: the scatter of every order and their Jaccard table."""
+    sets = pruned_sets(scores, sparsity, rate)
+    return plot_scatter(scores, sets, rate=rate), overlap_table(sets).round(3)
 
-    Only builds the widget, with its first drawing in place; displaying it is the notebook's job. The
-    drawings are written into the Output widget's ``outputs`` directly rather than captured with
-    ``ipywidgets.interactive`` (``with output:``): captured output makes nbclient/papermill echo every
-    item back to the kernel while the cell still runs, which intermittently leaves ipykernel 7 without
-    an execute reply and a headless run hanging. The current table is kept in ``widget.table``.
+
+class Explorer:
+    """Sliders for sparsity and rate, and below them the scatter and Jaccard table that ``draw`` returns.
+
+    The figure and table are plain display outputs with a display id, not the content of an Output
+    widget: every slider move replaces them in place (``update_display``), so the notebook file always
+    holds the drawing of the current values. A saved or exported copy keeps the central figure even
+    where the sliders cannot be shown without a kernel, and a headless run (nbclient, papermill) never
+    has to echo captured widget output back to the kernel, which used to leave it hanging. ``figure``
+    and ``table`` are the current drawing.
     """
-    import ipywidgets as widgets
 
-    sliders = dict(
-        sparsity=widgets.FloatSlider(value=sparsity, min=0.05, max=0.99, step=0.01, description="sparsity",
-                                     continuous_update=False),
-        rate=widgets.FloatSlider(value=rate, min=0.01, max=1.0, step=0.01, description="rate",
-                                 continuous_update=False),
-    )
-    output = widgets.Output()
-    widget = widgets.VBox([*sliders.values(), output])
+    SLIDER_LAYOUT = dict(width="640px")
 
-    def redraw(change=None) -> None:
+    def __init__(self, scores: LayerScores, sparsity: float = 0.2, rate: float = 0.5):
+        import ipywidgets as widgets
+
+        self.scores = scores
+        style = {"description_width": "70px"}
+        self.sliders = dict(
+            sparsity=widgets.FloatSlider(value=sparsity, min=0.05, max=0.99, step=0.01, description="sparsity",
+                                         continuous_update=False, readout_format=".2f", style=style,
+                                         layout=widgets.Layout(**self.SLIDER_LAYOUT)),
+            rate=widgets.FloatSlider(value=rate, min=0.01, max=1.0, step=0.01, description="rate",
+                                     continuous_update=False, readout_format=".2f", style=style,
+                                     layout=widgets.Layout(**self.SLIDER_LAYOUT)),
+        )
+        self.controls = widgets.VBox(list(self.sliders.values()))
+        self.handles = None
+        self.redraw()
+        for slider in self.sliders.values():
+            slider.observe(self.redraw, names="value")
+
+    @property
+    def values(self) -> dict[str, float]:
         # 0.3, not the slider's 0.30000000000000004, which would change the pool size ceil(k / rate)
-        chosen = {name: round(slider.value, 2) for name, slider in sliders.items()}
-        sets = pruned_sets(scores, chosen["sparsity"], chosen["rate"])
-        widget.table = overlap_table(sets).round(3)
-        output.outputs = (_display_data(plot_scatter(scores, sets)), _display_data(widget.table))
+        return {name: round(slider.value, 2) for name, slider in self.sliders.items()}
 
-    for slider in sliders.values():
-        slider.observe(redraw, names="value")
-    redraw()
-    return widget
+    def redraw(self, change=None) -> None:
+        self.figure, self.table = draw(self.scores, **self.values)
+        if self.handles is not None:
+            for handle, obj in zip(self.handles, self._shown()):
+                handle.update(obj)
+
+    def _shown(self):
+        """The figure as PNG bytes (whatever matplotlib backend the kernel has) and the table."""
+        from IPython.display import Image
+
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=100)
+        return Image(data=buffer.getvalue(), format="png"), self.table
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.controls)
+        self.handles = [display(obj, display_id=True) for obj in self._shown()]
 
 
-def _display_data(obj) -> dict:
-    """``obj`` as one display_data output, formatted as the running shell would (PNG for a figure)."""
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    data, metadata = shell.display_formatter.format(obj) if shell else ({"text/plain": repr(obj)}, {})
-    return {"output_type": "display_data", "data": data, "metadata": metadata}
+def interactive(scores: LayerScores, sparsity: float = 0.2, rate: float = 0.5) -> Explorer:
+    """Sliders for sparsity and rate that redraw the scatter and the Jaccard table below them (``Explorer``)."""
+    return Explorer(scores, sparsity, rate)
