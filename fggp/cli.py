@@ -1,6 +1,6 @@
 """The shell interface, with one-line errors for bad input and no tracebacks.
 
-    fggp run key=value ... [--out DIR]          one run (fields of fggp.train.RunConfig)
+    fggp run key=value ... [--out DIR]          one run (fields of fggp.train.RunConfig; --help lists them)
     fggp sweep GRID.yaml [--jobs N] [--out DIR] [--executor local|submitit-local|slurm ...]
                                                 a grid of runs through the run notebook, then the report
     fggp sweep GRID.yaml --dry-run [--out DIR]  where each point of the grid stands; runs nothing
@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import typing
 
 from .data import DatasetChecksumError, DatasetUnavailableError
 
@@ -19,7 +21,7 @@ def _run(args) -> int:
     from .train import RunConfig, run
 
     config = RunConfig.from_strings(args.overrides)
-    result = run(config, args.out)
+    result = run(config, args.out, retry_diverged=args.retry_diverged)
     return 0 if result["status"] == "completed" else 1
 
 
@@ -28,13 +30,13 @@ def _sweep(args) -> int:
 
     if args.dry_run:
         table = status(args.grid, args.out)
-        print(table.to_string(index=False) if len(table) else "(no points)")
+        print(table.to_string(index=False))
         print(count_states(table), flush=True)
         return 0
 
     line, ok = summarize(sweep(args.grid, args.out, jobs=args.jobs, executor=args.executor, partition=args.partition,
                                gpus_per_run=args.gpus_per_run, timeout_min=args.timeout_min,
-                               array_parallelism=args.array_parallelism))
+                               array_parallelism=args.array_parallelism, retry_diverged=args.retry_diverged))
     print(line, flush=True)
     return 0 if ok else 1
 
@@ -46,13 +48,46 @@ def _report(args) -> int:
     return 0
 
 
+def _allowed(name: str) -> str:
+    from .data import DATASETS
+    from .models import MODELS
+    from .pruning import RECIPES
+    from .train.config import PRECISIONS
+
+    return {"arch": ", ".join(MODELS), "dataset": ", ".join(DATASETS), "recipe": ", ".join(RECIPES),
+            "precision": ", ".join(PRECISIONS), "device": "auto, cpu, cuda, cuda:N",
+            "target_sparsity": "[0, 1)", "initial_sparsity": "[0, 1), <= target_sparsity",
+            "rate": "(0, 1]; two-step recipes only", "grad_window": ">= 1; recipes that read gradients only",
+            "lr": "> 0, finite", "momentum": "[0, 1)", "weight_decay": ">= 0, finite", "lr_gamma": "(0, 1]",
+            "lr_milestones": "fractions in [0, 1], comma-separated", "epochs": ">= 1", "batch_size": ">= 1",
+            "prune_every": ">= 1 (optimizer steps)", "prune_end_epoch": "<= epochs",
+            "prune_start_epoch": "<= prune_end_epoch", "extra": "JSON object"}.get(name, "")
+
+
+def _fields_help() -> str:
+    """Every RunConfig field with its type, default and allowed values: the help of ``fggp run``."""
+    from .train import RunConfig
+
+    hints = typing.get_type_hints(RunConfig)
+    lines = ["fields (key=value; each at most once):"]
+    for f in dataclasses.fields(RunConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        kind = getattr(hints[f.name], "__name__", None) or str(hints[f.name]).replace("typing.", "")
+        allowed = _allowed(f.name)
+        lines.append(f"  {f.name:<18} {kind:<20} default {default!r}" + (f"  ({allowed})" if allowed else ""))
+    lines.append("bool fields take true/false; fields typed '| None' take none.")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fggp", description="Gradual pruning research kit.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="train one run (arch x recipe x sparsity x seed), resuming if it exists",
-                       description="Fields of fggp.train.RunConfig as key=value, e.g. arch=resnet20 recipe=gmp.")
+                       description="Fields of fggp.train.RunConfig as key=value, e.g. arch=resnet20 recipe=gmp.",
+                       epilog=_fields_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--out", default="outputs/runs", help="directory holding one subdirectory per run")
+    p.add_argument("--retry-diverged", action="store_true", help="train a run that diverged before again")
     p.set_defaults(func=_run)
     p = sub.add_parser("sweep", help="run every point of a grid through the run notebook, then report")
     p.add_argument("grid", help="grid YAML (see configs/quick.yaml)")
@@ -65,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--array-parallelism", type=int, default=None, help="SLURM jobs at a time (default: --jobs)")
     p.add_argument("--dry-run", action="store_true",
                    help="list every point with its state (completed, failed, diverged, running, interrupted, "
-                        "pending) and run nothing")
+                        "pending, not applicable) and run nothing")
+    p.add_argument("--retry-diverged", action="store_true", help="train the points that diverged before again")
     p.set_defaults(func=_sweep)
     p = sub.add_parser("report", help="aggregate the results under RUNS_DIR into tables and figures")
     p.add_argument("runs_dir", nargs="?", default="outputs/runs")
@@ -79,8 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, DatasetUnavailableError, DatasetChecksumError) as err:
-        print(f"fggp: error: {err}", file=sys.stderr)
+        print(f"fggp: error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
         return 2
+    except OSError as err:  # e.g. a disk that filled up: one line, not a traceback
+        print(f"fggp: error: {err.filename or 'os'}: {err.strerror or err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

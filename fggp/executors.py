@@ -1,25 +1,154 @@
 """Where the points of a sweep execute: a local thread pool, submitit's LocalExecutor, or SLURM.
 
-All three call ``fggp.sweep.execute_point`` for each point, so expand -> execute -> record -> report
-is one code path. Under submitit a point is a checkpointable job: on preemption or timeout it is
-requeued and simply executes the run notebook again, which resumes from the run's epoch checkpoint.
+All three call ``execute_point`` for each point, so expand -> execute -> record -> report is one code
+path. Under submitit a point is a checkpointable job: on preemption or timeout it is requeued and simply
+executes the run notebook again, which resumes from the run's epoch checkpoint.
+
+This module runs notebooks and knows nothing of grids; ``fggp.sweep`` builds on it (never the reverse).
+Notebooks never change this process's working directory (papermill's ``cwd`` does, which races between
+concurrent points): the kernel is started in its directory instead, and every path it gets is absolute.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from .train import RunConfig
+from .train.checkpoint import atomic_write, read_result, write_json
 
 EXECUTORS = ("local", "submitit-local", "slurm")
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+RUN_NOTEBOOK = NOTEBOOKS / "02_cifar10_run.ipynb"
+KERNEL = "python3"
+# The kernel's own log, quiet: its per-start "running over TCP without encryption" warning and the
+# "KeyboardInterrupt caught" line at every shutdown are noise in a batch log. A failing cell's error travels
+# as a cell output and a dead kernel as nbclient's error, not through this log, so both are still recorded.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
+ERROR_FILE = "error.txt"
+# RunConfig fields that notebook 02 takes as named parameters; the rest travel in ``extra_config``.
+NOTEBOOK_PARAMETERS = ("arch", "dataset", "recipe", "target_sparsity", "initial_sparsity", "rate", "epochs",
+                       "batch_size", "lr", "prune_start_epoch", "prune_end_epoch", "prune_every", "seed", "device",
+                       "data_dir", "deterministic")
+
+
+@dataclass
+class Outcome:
+    run_id: str
+    status: str  # completed, failed, diverged, or skipped (completed before)
+    error: str | None = None
+
+
+def execute_notebook(notebook: Path, output: Path, parameters: dict, cwd: Path) -> None:
+    """Execute ``notebook`` with papermill into ``output``, written atomically (old file or whole new one).
+
+    Papermill saves its output after every cell; it saves to a hidden partial file here, which becomes
+    ``output`` only once it is a whole notebook. A partial one that cannot be read (a full disk) is dropped.
+    Raises whatever papermill raises, after the output is in place.
+    """
+    import nbformat
+    import papermill
+
+    partial = output.parent / f".{output.stem}.partial{output.suffix}"
+    try:
+        papermill.execute_notebook(str(notebook), str(partial), parameters=parameters, kernel_name=KERNEL,
+                                   progress_bar=False, extra_arguments=list(KERNEL_ARGUMENTS),
+                                   resources={"metadata": {"path": str(Path(cwd).resolve())}})
+    finally:
+        try:
+            executed = nbformat.read(str(partial), as_version=4)
+        except Exception:  # missing, truncated, or unreadable: nothing worth keeping
+            executed = None
+        if executed is not None:
+            atomic_write(output, lambda f: f.write(nbformat.writes(executed).encode()))
+        partial.unlink(missing_ok=True)
+
+
+def notebook_parameters(config: RunConfig, out_dir: Path) -> dict:
+    d = config.to_dict()
+    params = {k: d.pop(k) for k in NOTEBOOK_PARAMETERS}
+    params["data_dir"] = str(Path(params["data_dir"]).resolve())
+    params["out_dir"] = str(out_dir.resolve())
+    params["extra_config"] = d
+    return params
+
+
+def _status(run_dir: Path) -> str | None:
+    return (read_result(run_dir) or {}).get("status")
+
+
+def _done(run_dir: Path) -> bool:
+    """Completed, with no failure recorded after it (e.g. a full disk while the figures were saved)."""
+    return _status(run_dir) == "completed" and not (run_dir / ERROR_FILE).exists()
+
+
+def _one_line(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {getattr(err, 'evalue', None) or err}"
+    return text.splitlines()[0] if text.strip() else type(err).__name__
+
+
+def _record_failure(run_dir: Path, config: RunConfig, error: str, details: str, log) -> None:
+    """error.txt and, unless the run itself completed, a failed result.json; a full disk is said, not raised."""
+    try:
+        atomic_write(run_dir / ERROR_FILE, lambda f: f.write((error + "\n\n" + details).encode()))
+        if _status(run_dir) != "completed":
+            write_json(run_dir / "result.json", {"status": "failed", "run_id": config.run_id, "error": error,
+                                                 "config": config.to_dict()})
+    except OSError as err:
+        log(f"{config.run_id}: could not record the failure ({_one_line(err)})")
+
+
+def execute_point(config: RunConfig, runs_dir: Path, notebook: Path = RUN_NOTEBOOK, device: str | None = None,
+                  retry_diverged: bool = False, log=print) -> Outcome:
+    """Run one grid point through the run notebook, unless it is done.
+
+    This is the unit every executor calls. A lock per run directory makes a second sweep on the same
+    outputs wait for the point and then find it done, so no point ever runs twice at once. A diverged
+    point stays diverged unless ``retry_diverged``. Any failure, a full disk included, is an Outcome.
+    """
+    runs_dir = Path(runs_dir).resolve()
+    run_dir = runs_dir / config.run_id
+    try:
+        if _done(run_dir):
+            return Outcome(config.run_id, "skipped")
+        if _status(run_dir) == "diverged" and not retry_diverged:
+            return Outcome(config.run_id, "diverged", "diverged before; --retry-diverged trains it again")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(run_dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released by the kernel if this process dies
+            return _execute_locked(config, runs_dir, run_dir, notebook, device, retry_diverged, log)
+    except Exception as err:  # e.g. no space left for the run directory itself
+        return Outcome(config.run_id, "failed", _one_line(err))
+
+
+def _execute_locked(config, runs_dir, run_dir, notebook, device, retry_diverged, log) -> Outcome:
+    if _done(run_dir):
+        return Outcome(config.run_id, "skipped")
+    if _status(run_dir) == "diverged":
+        if not retry_diverged:
+            return Outcome(config.run_id, "diverged", "diverged before; --retry-diverged trains it again")
+        (run_dir / "result.json").unlink()
+    params = notebook_parameters(config, runs_dir)
+    if device is not None:
+        params["device"] = device
+    try:
+        execute_notebook(notebook, run_dir / notebook.name, params, cwd=run_dir)
+    except Exception as err:  # PapermillExecutionError, a dead kernel, a full disk, ...: record it, go on
+        error = _one_line(err)
+        _record_failure(run_dir, config, error, traceback.format_exc(), log)
+        return Outcome(config.run_id, "failed", error)
+    (run_dir / ERROR_FILE).unlink(missing_ok=True)  # an old failure, now stale
+    return Outcome(config.run_id, _status(run_dir) or "failed")
 
 
 @dataclass(frozen=True)
@@ -46,17 +175,16 @@ def _task_class():
         kernel's sockets.
         """
 
-        def __init__(self, config: dict, runs_dir: str):
-            self.config, self.runs_dir = config, runs_dir
+        def __init__(self, config: dict, runs_dir: str, retry_diverged: bool = False):
+            self.config, self.runs_dir, self.retry_diverged = config, runs_dir, retry_diverged
             self.attempt = 0
             self._child = None
 
         def __call__(self):
-            from .sweep import Outcome
-
             self.attempt += 1
             self._child = subprocess.Popen(
-                [sys.executable, "-m", "fggp.sweep", json.dumps(self.config), self.runs_dir],
+                [sys.executable, "-m", "fggp.executors", json.dumps(self.config), self.runs_dir,
+                 *(["--retry-diverged"] if self.retry_diverged and self.attempt == 1 else [])],
                 stdout=subprocess.PIPE, start_new_session=True, text=True,
             )
             out, _ = self._child.communicate()
@@ -96,18 +224,17 @@ def make_submitit_executor(kind: str, options: ClusterOptions):
     return executor
 
 
-def submit_point(executor, config: RunConfig, runs_dir: Path):
-    return executor.submit(_task_class()(config.to_dict(), str(runs_dir)))
+def submit_point(executor, config: RunConfig, runs_dir: Path, retry_diverged: bool = False):
+    return executor.submit(_task_class()(config.to_dict(), str(runs_dir), retry_diverged))
 
 
 def execute(configs: list[RunConfig], runs_dir: Path, jobs: int, kind: str, options: ClusterOptions, log,
-            on_done, device_for=lambda index: None) -> list:
+            on_done, device_for=lambda index: None, retry_diverged: bool = False) -> list:
     """Outcomes of every point, in grid order; ``on_done(index, outcome)`` as each one ends."""
-    from .sweep import Outcome, execute_point
-
     if kind == "local":
         def work(index, config):
-            outcome = execute_point(config, runs_dir, device=device_for(index))
+            outcome = execute_point(config, runs_dir, device=device_for(index), retry_diverged=retry_diverged,
+                                    log=log)
             on_done(index, outcome)
             return outcome
 
@@ -121,13 +248,13 @@ def execute(configs: list[RunConfig], runs_dir: Path, jobs: int, kind: str, opti
     outcomes: list = [None] * len(configs)
     if kind == "slurm":
         with executor.batch():
-            jobs_by_index = {i: submit_point(executor, c, runs_dir) for i, c in pending}
+            jobs_by_index = {i: submit_point(executor, c, runs_dir, retry_diverged) for i, c in pending}
         running, pending = jobs_by_index, []
         log(f"sweep: submitted a job array of {len(running)} to SLURM; logs in {options.folder}")
     while pending or running:
         while pending and len(running) < limit:
             i, config = pending.pop(0)
-            running[i] = submit_point(executor, config, runs_dir)
+            running[i] = submit_point(executor, config, runs_dir, retry_diverged)
         for i, job in list(running.items()):
             if not job.done():
                 continue
@@ -139,3 +266,9 @@ def execute(configs: list[RunConfig], runs_dir: Path, jobs: int, kind: str, opti
             on_done(i, outcomes[i])
         time.sleep(0.5)
     return outcomes
+
+
+if __name__ == "__main__":  # one point, as a submitit job runs it: python -m fggp.executors CONFIG_JSON RUNS_DIR
+    point = execute_point(RunConfig.from_dict(json.loads(sys.argv[1])), Path(sys.argv[2]),
+                          retry_diverged="--retry-diverged" in sys.argv[3:], log=lambda msg: print(msg, file=sys.stderr))
+    print(json.dumps(dataclasses.asdict(point)), flush=True)

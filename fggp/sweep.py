@@ -3,54 +3,82 @@
     fggp sweep configs/quick.yaml --jobs 2 --out outputs
     fggp sweep configs/quick.yaml --dry-run          # where each point stands; runs nothing
 
-A grid file has ``grid`` (RunConfig field -> list of values; the runs are their product), ``fixed``
-(RunConfig field -> value, for every run) and an optional ``name``. Every point is validated before
-anything runs. Completed points are skipped, interrupted ones resume from their checkpoint, a failing
-notebook is recorded in its run directory and the others go on. Runs land in ``OUT/runs/<run_id>``,
-the executed notebooks beside them, the report in ``OUT/report``.
+A grid file has ``grid`` (RunConfig field -> non-empty list of values; the runs are their product),
+``fixed`` (RunConfig field -> value, for every run) and an optional ``name``. The file, every point and
+``--out`` are checked before anything is written; a duplicate key anywhere is an error, not "last one
+wins". Completed points are skipped, interrupted ones resume from their checkpoint, a failing point (a
+full disk included) is recorded in its run directory and the others go on. A point the recipe cannot
+reach (``fggp.pruning.Infeasible``) is ``not_applicable``: listed, never executed, never failed. Runs land
+in ``OUT/runs/<run_id>``, the executed notebooks beside them, the report in ``OUT/report``; every path is
+made absolute once, before any point runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fcntl
+import hashlib
 import itertools
 import json
 import os
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from .executors import EXECUTORS, ClusterOptions, execute
+from .executors import (EXECUTORS, KERNEL, NOTEBOOKS, RUN_NOTEBOOK, ClusterOptions, Outcome, execute,
+                        execute_notebook, execute_point, notebook_parameters)
+from .pruning import RECIPES, Infeasible
 from .train import RunConfig
-from .train.checkpoint import epochs_done, read_result, write_json
+from .train.checkpoint import check_out_dir, epochs_done, read_result, write_json
+from .train.config import NOT_IDENTITY, knob_applies
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-RUN_NOTEBOOK = NOTEBOOKS / "02_cifar10_run.ipynb"
 REPORT_NOTEBOOK = NOTEBOOKS / "03_aggregate_results.ipynb"
-KERNEL = "python3"
 GRID_KEYS = ("name", "grid", "fixed")
-# RunConfig fields that notebook 02 takes as named parameters; the rest travel in ``extra_config``.
-NOTEBOOK_PARAMETERS = ("arch", "dataset", "recipe", "target_sparsity", "initial_sparsity", "rate", "epochs",
-                       "batch_size", "lr", "prune_start_epoch", "prune_end_epoch", "prune_every", "seed", "device",
-                       "data_dir", "deterministic")
+RECIPE_KNOBS = ("rate", "grad_window")
+
+__all__ = ["Outcome", "NotApplicable", "execute_point", "notebook_parameters", "load_grid", "expand", "sweep",
+           "report", "status", "summarize", "count_states", "RUN_NOTEBOOK", "REPORT_NOTEBOOK", "KERNEL"]
 
 
 @dataclass
-class Outcome:
+class NotApplicable:
+    """A grid point the recipe cannot reach (e.g. per-layer floors above the target): shown, never run."""
+
     run_id: str
-    status: str  # completed, failed, diverged, or skipped (completed before)
-    error: str | None = None
+    config: dict
+    reason: str
+
+    def point(self) -> dict:
+        return {"run_id": self.run_id, "config": self.config, "state": "not_applicable", "reason": self.reason}
+
+
+class Outcomes(list):
+    """The outcomes of a sweep's points, and the report's failure (one line) if it could not be written."""
+
+    report_error: str | None = None
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML where a key given twice in one mapping is an error: 'last one wins' silently changes a sweep."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise ValueError(f"grid: key {key!r} is given twice (line {key_node.start_mark.line + 1}); "
+                                 f"give each key once")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_grid(path: str | Path) -> dict:
     """Read and check a grid file; errors name the file and the key."""
     path = Path(path)
     try:
-        spec = yaml.safe_load(path.read_text())
+        spec = yaml.load(path.read_text(), Loader=_StrictLoader)
     except OSError as err:
         raise ValueError(f"grid: cannot read {str(path)!r} ({err.strerror})") from None
     except yaml.YAMLError as err:
@@ -64,75 +92,86 @@ def load_grid(path: str | Path) -> dict:
             raise ValueError(f"grid key: {key!r} is not one of {', '.join(GRID_KEYS)}")
     fields = [f.name for f in dataclasses.fields(RunConfig)]
     for section in ("grid", "fixed"):
-        body = spec.get(section) or {}
+        body = spec.get(section)
+        if body is None:
+            body = {}
         if not isinstance(body, dict):
             raise ValueError(f"{section}: must be a mapping of RunConfig fields")
         for key in body:
             if key not in fields:
                 raise ValueError(f"{section}.{key}: unknown field; fields are {', '.join(fields)}")
+    grid = spec.get("grid") or {}
+    if not grid:
+        raise ValueError("grid: no field to vary; give at least one RunConfig field a list of values "
+                         "(a single run is `fggp run`)")
+    for key, values in grid.items():
+        if isinstance(values, list) and not values:
+            raise ValueError(f"grid.{key}: an empty list gives no runs; give at least one value")
+    both = sorted(set(grid) & set(spec.get("fixed") or {}))
+    if both:
+        raise ValueError(f"fixed.{both[0]}: also in grid; give it in one place")
     return spec
 
 
-def expand(spec: dict, data_dir: str | None = None) -> list[RunConfig]:
-    """Every point of the grid as a validated RunConfig, duplicates (e.g. dense at several targets) once."""
+def _stable_id(fields: dict) -> str:
+    """The run id a point would have, computed from its fields (Infeasible stops RunConfig itself)."""
+    d = {**_defaults(), **json.loads(json.dumps(fields, default=list))}
+    for key in NOT_IDENTITY:
+        d.pop(key, None)
+    digest = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+    return (f"{d['arch']}-{d['dataset']}-{d['recipe']}-s{d['target_sparsity']:g}-i{d['initial_sparsity']:g}"
+            f"-seed{d['seed']}-{digest}")
+
+
+def _defaults() -> dict:
+    return json.loads(json.dumps({f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                                  for f in dataclasses.fields(RunConfig)}))
+
+
+def expand(spec: dict, data_dir: str | None = None) -> list[RunConfig | NotApplicable]:
+    """Every point of the grid as a validated RunConfig, duplicates (e.g. dense at several targets) once.
+
+    ``rate`` and ``grad_window`` apply to the points whose recipe reads them (as sparsity does not to
+    dense); one that no point's recipe reads is an error. A point the recipe cannot reach
+    (``Infeasible``) is a NotApplicable with its reason; any other bad value rejects the whole grid.
+    """
     grid = {k: (v if isinstance(v, list) else [v]) for k, v in (spec.get("grid") or {}).items()}
     fixed = dict(spec.get("fixed") or {})
     if data_dir is not None:
         fixed.setdefault("data_dir", data_dir)
-    points: dict[str, RunConfig] = {}
+    points: dict[str, RunConfig | NotApplicable] = {}
+    used = {knob: False for knob in RECIPE_KNOBS}
     for values in itertools.product(*grid.values()):
-        fields = {**fixed, **dict(zip(grid, values)), "progress": False}
+        varied = dict(zip(grid, values))
+        fields = {**fixed, **varied, "progress": False}
+        recipe = fields.get("recipe", RunConfig.recipe)
+        for knob in RECIPE_KNOBS:
+            if fields.get(knob) is not None and isinstance(recipe, str) and recipe in RECIPES:
+                if knob_applies(recipe, knob):
+                    used[knob] = True
+                else:
+                    fields[knob] = None
         try:
             config = RunConfig.from_dict(fields)
+        except Infeasible as err:
+            key = _stable_id(fields)
+            points.setdefault(key, NotApplicable(key, {**_defaults(), **fields}, str(err).splitlines()[0]))
+            continue
         except ValueError as err:
-            raise ValueError(f"{err} (grid point {json.dumps(dict(zip(grid, values)))})") from None
+            raise ValueError(f"{err} (grid point {json.dumps(varied, default=str)})") from None
+        except TypeError as err:  # a value of a type no check foresaw: still one line, naming the point
+            raise ValueError(f"grid point {json.dumps(varied, default=str)}: {err}") from None
         points.setdefault(config.run_id, config)
+    for knob, applied in used.items():
+        given = knob in grid or fixed.get(knob) is not None
+        if given and not applied and any(v is not None for v in grid.get(knob, [fixed.get(knob)])):
+            recipes = sorted({c.recipe for c in points.values() if isinstance(c, RunConfig)})
+            raise ValueError(f"{knob}: no recipe of the grid reads it ({', '.join(recipes)}); leave it unset")
     return list(points.values())
 
 
-def notebook_parameters(config: RunConfig, out_dir: Path) -> dict:
-    d = config.to_dict()
-    params = {k: d.pop(k) for k in NOTEBOOK_PARAMETERS}
-    params["data_dir"] = str(Path(params["data_dir"]).resolve())
-    params["out_dir"] = str(out_dir.resolve())
-    params["extra_config"] = d
-    return params
-
-
-def _status(run_dir: Path) -> str | None:
-    return (read_result(run_dir) or {}).get("status")
-
-
-def execute_point(config: RunConfig, runs_dir: Path, notebook: Path = RUN_NOTEBOOK, device: str | None = None) -> Outcome:
-    """Run one grid point through the run notebook, unless it is done.
-
-    This is the unit every executor calls. A lock per run directory makes a second sweep on the same
-    outputs wait for the point and then find it done, so no point ever runs twice at once.
-    """
-    import papermill
-
-    run_dir = runs_dir / config.run_id
-    if _status(run_dir) == "completed":
-        return Outcome(config.run_id, "skipped")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released by the kernel if this process dies
-        if _status(run_dir) == "completed":
-            return Outcome(config.run_id, "skipped")
-        params = notebook_parameters(config, runs_dir)
-        if device is not None:
-            params["device"] = device
-        try:
-            papermill.execute_notebook(str(notebook), str(run_dir / notebook.name), parameters=params,
-                                       kernel_name=KERNEL, progress_bar=False, cwd=str(run_dir))
-        except Exception as err:  # PapermillExecutionError, a dead kernel, ...: record it, go on
-            error = f"{type(err).__name__}: {getattr(err, 'evalue', None) or err}"
-            (run_dir / "error.txt").write_text(error + "\n\n" + traceback.format_exc())
-            if _status(run_dir) != "completed":
-                write_json(run_dir / "result.json", {"status": "failed", "run_id": config.run_id, "error": error,
-                                                     "config": config.to_dict()})
-            return Outcome(config.run_id, "failed", error)
-        return Outcome(config.run_id, _status(run_dir) or "failed")
+def _runnable(points) -> list[RunConfig]:
+    return [p for p in points if isinstance(p, RunConfig)]
 
 
 def _share_cpu_threads(jobs: int) -> None:
@@ -152,24 +191,32 @@ def _devices(jobs: int) -> list[str | None]:
 
 def sweep(grid_path: str | Path, out: str | Path = "outputs", jobs: int = 1, log=print, executor: str = "local",
           partition: str | None = None, gpus_per_run: int = 1, timeout_min: float = 24 * 60,
-          array_parallelism: int | None = None) -> list[Outcome]:
-    """Expand, execute (``jobs`` at a time, on ``executor``), then build the report with notebook 03."""
+          array_parallelism: int | None = None, retry_diverged: bool = False) -> Outcomes:
+    """Expand, execute (``jobs`` at a time, on ``executor``), then build the report with notebook 03.
+
+    Everything is checked before anything is written; a point that fails is an outcome, not an
+    exception, and a report that cannot be written is ``outcomes.report_error``.
+    """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs: {jobs!r} must be an integer >= 1")
     if executor not in EXECUTORS:
         raise ValueError(f"executor: {executor!r} is not one of {', '.join(EXECUTORS)}")
     if not timeout_min > 0:
         raise ValueError(f"timeout_min: {timeout_min!r} must be > 0")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out: {str(out)!r} is a file; it must be a directory")
     spec = load_grid(grid_path)
-    configs = expand(spec)
+    out = check_out_dir(out)  # absolute from here on: no point's notebook can move where it resolves
+    points = expand(spec)
+    configs = _runnable(points)
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out / "sweep.json", {"grid": str(grid_path), "name": spec.get("name"),
-                                    "points": [{"run_id": c.run_id, "config": c.to_dict()} for c in configs]})
-    log(f"sweep: {len(configs)} runs in {runs_dir}")
+    write_json(out / "sweep.json", {"grid": str(Path(grid_path).absolute()), "name": spec.get("name"),
+                                    "points": [p.point() if isinstance(p, NotApplicable)
+                                               else {"run_id": p.run_id, "config": p.to_dict()} for p in points]})
+    skipped = len(points) - len(configs)
+    log(f"sweep: {len(configs)} runs in {runs_dir}" + (f" ({skipped} not applicable)" if skipped else ""))
+    for p in points:
+        if isinstance(p, NotApplicable):
+            log(f"not applicable: {p.run_id}: {p.reason}")
     devices = _devices(jobs)
     _share_cpu_threads(jobs)
 
@@ -177,31 +224,52 @@ def sweep(grid_path: str | Path, out: str | Path = "outputs", jobs: int = 1, log
         log(f"[{index + 1}/{len(configs)}] {outcome.run_id}: {outcome.status}"
             + (f" ({outcome.error.splitlines()[0][:200]})" if outcome.error else ""))
 
-    options = ClusterOptions(folder=(out / "submitit").resolve(), partition=partition, gpus_per_run=gpus_per_run,
+    options = ClusterOptions(folder=out / "submitit", partition=partition, gpus_per_run=gpus_per_run,
                              timeout_min=timeout_min, array_parallelism=array_parallelism or jobs)
-    outcomes = execute(configs, runs_dir.resolve(), jobs, executor, options, log, on_done,
-                       device_for=lambda index: devices[index % jobs])
-    report(runs_dir, out / "report", log=log)
+    outcomes = Outcomes(execute(configs, runs_dir, jobs, executor, options, log, on_done,
+                                device_for=lambda index: devices[index % jobs], retry_diverged=retry_diverged))
+    outcomes += [Outcome(p.run_id, "not_applicable", p.reason) for p in points if isinstance(p, NotApplicable)]
+    finished = {o.run_id for o in outcomes if o.status in ("completed", "skipped")}
+    try:
+        report(runs_dir, out / "report", log=log, expect=finished)
+    except Exception as err:  # a full disk, a failing report cell: the runs stand; say it in one line
+        outcomes.report_error = f"{type(err).__name__}: {getattr(err, 'evalue', None) or err}".splitlines()[0]
+        log(f"report: not written ({outcomes.report_error})")
     return outcomes
 
 
-def report(runs_dir: str | Path = "outputs/runs", report_dir: str | Path | None = None, log=print) -> Path:
-    """Execute the aggregation notebook over ``runs_dir``; the executed notebook lands in the report dir."""
-    import papermill
+def report(runs_dir: str | Path = "outputs/runs", report_dir: str | Path | None = None, log=print,
+           expect: set[str] | None = None) -> Path:
+    """Execute the aggregation notebook over ``runs_dir``; the executed notebook lands in the report dir.
 
-    runs_dir = Path(runs_dir)
-    if runs_dir.exists() and not runs_dir.is_dir():
+    A ``runs_dir`` that does not exist is an error (a misspelt path would give a report of nothing), and
+    so is a report that misses any completed run named in ``expect``.
+    """
+    from .report import load_results
+
+    runs_dir = Path(runs_dir).absolute()
+    if not runs_dir.exists():
+        raise ValueError(f"runs_dir: {str(runs_dir)!r} does not exist")
+    if not runs_dir.is_dir():
         raise ValueError(f"runs_dir: {str(runs_dir)!r} is a file; it must be a directory")
-    report_dir = Path(report_dir) if report_dir is not None else runs_dir.parent / "report"
+    report_dir = check_out_dir(report_dir if report_dir is not None else runs_dir.parent / "report", "report_dir")
     report_dir.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(str(REPORT_NOTEBOOK), str(report_dir / REPORT_NOTEBOOK.name),
-                               parameters={"runs_dir": str(runs_dir.resolve()), "report_dir": str(report_dir.resolve())},
-                               kernel_name=KERNEL, progress_bar=False, cwd=str(report_dir))
+    execute_notebook(REPORT_NOTEBOOK, report_dir / REPORT_NOTEBOOK.name,
+                     {"runs_dir": str(runs_dir), "report_dir": str(report_dir)}, cwd=report_dir)
+    if expect:
+        df = load_results(runs_dir)
+        found = set(df.loc[df["status"] == "completed", "run_id"])
+        if not (report_dir / "table.md").is_file() or not expect <= found:
+            raise RuntimeError(f"report: {report_dir} lists {len(found & expect)} of the {len(expect)} completed runs")
     log(f"report: {report_dir}")
     return report_dir
 
 
-STATES = ("completed", "failed", "diverged", "running", "interrupted", "pending")
+STATES = ("completed", "failed", "diverged", "running", "interrupted", "pending", "not_applicable")
+
+
+def _status(run_dir: Path) -> str | None:
+    return (read_result(run_dir) or {}).get("status")
 
 
 def _held(lock: Path) -> bool:
@@ -234,36 +302,42 @@ def status(grid_path: str | Path, out: str | Path = "outputs") -> pd.DataFrame:
     """One row per grid point: the fields the grid varies, the run id, its state and epochs done. Runs nothing.
 
     ``running`` means a live process holds the point's lock; ``interrupted`` that it has a checkpoint or
-    epochs but no result (a sweep run again resumes it).
+    epochs but no result (a sweep run again resumes it); ``not_applicable`` that the recipe cannot reach
+    the point (the reason is in the ``reason`` column).
     """
     if Path(out).exists() and not Path(out).is_dir():
         raise ValueError(f"out: {str(out)!r} is a file; it must be a directory")
     spec = load_grid(grid_path)
     varied = [k for k, v in (spec.get("grid") or {}).items() if isinstance(v, list) and len(v) > 1]
     rows = []
-    for config in expand(spec):
-        state, done = point_state(Path(out) / "runs" / config.run_id)
-        rows.append({**{k: getattr(config, k) for k in varied}, "run_id": config.run_id, "state": state,
-                     "epochs": f"{done}/{config.epochs}"})
-    return pd.DataFrame(rows, columns=[*varied, "run_id", "state", "epochs"])
+    for point in expand(spec):
+        if isinstance(point, NotApplicable):
+            rows.append({**{k: point.config.get(k) for k in varied}, "run_id": point.run_id, "state": "not_applicable",
+                         "epochs": "-", "reason": point.reason})
+            continue
+        state, done = point_state(Path(out) / "runs" / point.run_id)
+        rows.append({**{k: getattr(point, k) for k in varied}, "run_id": point.run_id, "state": state,
+                     "epochs": f"{done}/{point.epochs}", "reason": ""})
+    columns = [*varied, "run_id", "state", "epochs", "reason"]
+    table = pd.DataFrame(rows, columns=columns)
+    return table if (table["state"] == "not_applicable").any() else table.drop(columns="reason")
 
 
 def count_states(table: pd.DataFrame) -> str:
     counts = table["state"].value_counts()
-    return f"sweep: {len(table)} runs: " + ", ".join(f"{counts[s]} {s}" for s in STATES if s in counts)
+    return f"sweep: {len(table)} runs: " + ", ".join(f"{counts[s]} {s.replace('_', ' ')}" for s in STATES
+                                                      if s in counts)
 
 
 def summarize(outcomes: list[Outcome]) -> tuple[str, bool]:
-    """One line of counts, and whether every point ended well (completed now or before)."""
+    """One line of counts, and whether every point ended well (completed now or before, or not applicable)
+    and the report was written."""
     counts: dict[str, int] = {}
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
-    ok = all(o.status in ("completed", "skipped") for o in outcomes)
-    return "sweep: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), ok
-
-
-if __name__ == "__main__":  # one point, as a submitit job runs it: python -m fggp.sweep CONFIG_JSON RUNS_DIR
-    import sys
-
-    point = execute_point(RunConfig.from_dict(json.loads(sys.argv[1])), Path(sys.argv[2]))
-    print(json.dumps(dataclasses.asdict(point)), flush=True)
+    ok = all(o.status in ("completed", "skipped", "not_applicable") for o in outcomes)
+    line = "sweep: " + ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in sorted(counts.items()))
+    report_error = getattr(outcomes, "report_error", None)
+    if report_error:
+        line += f"; report not written ({report_error})"
+    return line, ok and not report_error

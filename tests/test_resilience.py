@@ -10,10 +10,12 @@ import shlex
 import signal
 import subprocess
 import sys
+import shutil
 import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from fggp.cli import main
 
@@ -46,12 +48,17 @@ def expand_placeholders(command: str, tmp_path: Path) -> list[str]:
     command = "".join(out) + command[i:]
     (tmp_path / "a_file").write_text("not a directory")
     (tmp_path / "empty").mkdir(exist_ok=True)
-    command = command.replace("{file}", str(tmp_path / "a_file")).replace("{empty}", str(tmp_path / "empty"))
+    (tmp_path / "readonly").mkdir(exist_ok=True)
+    (tmp_path / "readonly").chmod(0o555)
+    for name, path in (("file", "a_file"), ("empty", "empty"), ("readonly", "readonly")):
+        command = command.replace("{" + name + "}", str(tmp_path / path))
     return shlex.split(command)
 
 
 @pytest.mark.parametrize("case, command, prefix", bad_input_table(), ids=lambda v: v if " " in v else None)
 def test_bad_input_is_rejected_in_one_line(tmp_path, capsys, monkeypatch, resilience, case, command, prefix):
+    if "{readonly}" in command and os.geteuid() == 0:
+        pytest.skip("root can write any directory")
     monkeypatch.chdir(tmp_path)
     resilience["bad_inputs_tried"] += 1
     code = main(expand_placeholders(command, tmp_path))
@@ -70,12 +77,16 @@ def test_cli_error_from_a_real_process_has_no_traceback(tmp_path):
     assert done.stderr.strip().splitlines() == ["fggp: error: arch: 'alexnet' is not one of resnet20, resnet50, tiny, vgg19"]
 
 
-def fggp_run(out: Path, fault: str | None = None):
+def fggp_run(out: Path, fault: str | None = None, *extra: str):
     env = {k: v for k, v in os.environ.items() if k != "FGGP_FAULT"}
     if fault:
         env["FGGP_FAULT"] = fault
-    return subprocess.run([sys.executable, "-m", "fggp.cli", "run", *RUN, "--out", str(out)], env=env,
+    return subprocess.run([sys.executable, "-m", "fggp.cli", "run", *RUN, *extra, "--out", str(out)], env=env,
                           capture_output=True, text=True, timeout=300)
+
+
+def metrics_rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def the_result(out: Path) -> dict:
@@ -85,14 +96,20 @@ def the_result(out: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("reference")
     assert fggp_run(out).returncode == 0
-    return the_result(out)
+    return out
 
 
-@pytest.mark.parametrize("fault", ["step:20", "prune:5", "checkpoint_write:2", "checkpoint_rotate:2"])
-def test_killed_run_resumes_to_the_same_result(tmp_path, reference, resilience, fault):
+@pytest.fixture(scope="module")
+def reference(reference_dir):
+    return the_result(reference_dir)
+
+
+# epoch_end:3: the last epoch's checkpoint is in place, its metrics row is not (the row must not be lost)
+@pytest.mark.parametrize("fault", ["step:20", "prune:5", "checkpoint_write:2", "checkpoint_rotate:2", "epoch_end:3"])
+def test_killed_run_resumes_to_the_same_result(tmp_path, reference, reference_dir, resilience, fault):
     resilience["faults_injected"] += 1
     killed = fggp_run(tmp_path, fault)
     assert killed.returncode == -signal.SIGKILL
@@ -103,20 +120,73 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, reference, resilience, 
     assert "resuming from" in resumed.stdout
     assert the_result(tmp_path) == reference  # accuracies, sparsity, mask_hash, per-epoch-independent fields
     assert not list(run_dir.glob(".*.tmp"))
+    (ref_dir,) = list(reference_dir.iterdir())
+    assert [r["epoch"] for r in metrics_rows(run_dir)] == [1, 2, 3]
+    assert [r["test_acc"] for r in metrics_rows(run_dir)] == [r["test_acc"] for r in metrics_rows(ref_dir)]
     resilience["faults_survived"] += 1
 
 
-@pytest.mark.parametrize("damaged, message", [
-    (["checkpoint.pt"], "resuming from checkpoint.prev.pt"),
-    (["checkpoint.pt", "checkpoint.prev.pt"], "no readable checkpoint left; starting afresh"),
-])
-def test_damaged_checkpoint_falls_back_and_says_so(tmp_path, reference, resilience, damaged, message):
+def test_lost_metrics_of_a_completed_run_are_rewritten(tmp_path, capsys, reference, reference_dir, resilience):
     resilience["faults_injected"] += 1
-    assert fggp_run(tmp_path, "step:40").returncode == -signal.SIGKILL  # after two epoch-end checkpoints
+    (ref_dir,) = list(reference_dir.iterdir())
+    run_dir = tmp_path / ref_dir.name
+    shutil.copytree(ref_dir, run_dir)
+    (run_dir / "metrics.jsonl").unlink()
+    assert main(["run", *RUN, "--out", str(tmp_path)]) == 0  # completed: nothing trained, in this process
+    assert "metrics.jsonl rewritten from the checkpoint (3 epochs)" in capsys.readouterr().out
+    assert metrics_rows(run_dir) == metrics_rows(ref_dir)
+    assert the_result(tmp_path) == reference
+    resilience["faults_survived"] += 1
+
+
+def test_run_files_are_readable_by_the_group(reference_dir):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    (run_dir,) = list(reference_dir.iterdir())
+    for name in ("config.json", "metrics.jsonl", "result.json", "checkpoint.pt"):
+        assert (run_dir / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def scale_64_floats(path: Path) -> None:
+    """Double 64 floats of the largest weight in place: the file still unpickles, with other weights."""
+    data = path.read_bytes()
+    weight = max(torch.load(path, weights_only=True)["model"].values(), key=lambda t: t.numel())
+    head = weight.flatten()[:64].contiguous()
+    at = data.index(head.numpy().tobytes())
+    path.write_bytes(data[:at] + (head * 2).numpy().tobytes() + data[at + len(head.numpy().tobytes()):])
+
+
+@pytest.fixture(scope="module")
+def killed_after_two_epochs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("killed")
+    assert fggp_run(out, "step:40").returncode == -signal.SIGKILL  # after two epoch-end checkpoints
+    return out
+
+
+@pytest.mark.parametrize("damage, damaged, message", [
+    (truncate, ["checkpoint.pt"], "resuming from checkpoint.prev.pt"),
+    (truncate, ["checkpoint.pt", "checkpoint.prev.pt"], "no readable checkpoint left; starting afresh"),
+    (flip_a_byte, ["checkpoint.pt"], "resuming from checkpoint.prev.pt"),
+    (scale_64_floats, ["checkpoint.pt"], "resuming from checkpoint.prev.pt"),
+], ids=["truncated", "both-truncated", "flipped-byte", "scaled-floats"])
+def test_damaged_checkpoint_falls_back_and_says_so(tmp_path, killed_after_two_epochs, reference, resilience, damage,
+                                                   damaged, message):
+    resilience["faults_injected"] += 1
+    shutil.copytree(killed_after_two_epochs, tmp_path, dirs_exist_ok=True)
     (run_dir,) = list(tmp_path.iterdir())
     for name in damaged:
-        data = (run_dir / name).read_bytes()
-        (run_dir / name).write_bytes(data[: len(data) // 2])
+        damage(run_dir / name)
     resumed = fggp_run(tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "is damaged" in resumed.stdout and message in resumed.stdout
@@ -125,13 +195,19 @@ def test_damaged_checkpoint_falls_back_and_says_so(tmp_path, reference, resilien
     resilience["faults_survived"] += 1
 
 
-def test_diverging_run_reports_the_step(tmp_path):
+def test_diverging_run_reports_the_step(tmp_path, capsys):
     done = subprocess.run([sys.executable, "-m", "fggp.cli", "run", *RUN, "lr=1e3", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
     result = the_result(tmp_path)
     assert result["status"] == "diverged" and result["diverged_step"] >= 1
     assert "diverged at step" in done.stdout
+    assert main(["run", *RUN, "lr=1e3", "--out", str(tmp_path)]) == 1
+    again = capsys.readouterr().out
+    assert "diverged before" in again and "diverged at step" not in again
+    assert the_result(tmp_path) == result  # not trained again
+    assert main(["run", *RUN, "lr=1e3", "--retry-diverged", "--out", str(tmp_path)]) == 1
+    assert "diverged at step" in capsys.readouterr().out
 
 
 GRID = """

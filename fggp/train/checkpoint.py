@@ -3,10 +3,15 @@
 Every file is written to a temporary name in the same directory and renamed over the old one, so a
 reader sees the old file or the new one, never half of one. The previous checkpoint is kept as
 ``checkpoint.prev.pt`` until the new one is in place, so a damaged latest one can fall back to it.
+A checkpoint ends with a SHA-256 of its bytes: a file that still unpickles after a flipped byte or a
+changed tensor is damaged all the same, and is treated as unreadable. Files get the mode a plain
+``open`` would give them (0666 less the umask), so a group can read a shared run directory.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import tempfile
@@ -18,6 +23,39 @@ from .. import faults
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
+DIGEST_MAGIC = b"\nfggp-sha256:"
+DIGEST_BYTES = len(DIGEST_MAGIC) + 32
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would, for an instant, in every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return _UMASK_AT_IMPORT
+
+
+_UMASK_AT_IMPORT = os.umask(0o022)
+os.umask(_UMASK_AT_IMPORT)
+
+
+def check_out_dir(path, field: str = "out") -> Path:
+    """``path`` as an absolute directory that exists or can be created, and is writable; else a one-line
+    ValueError naming ``field``. Creates nothing, so it can run before any data loads."""
+    path = Path(path).absolute()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{field}: {str(path)!r} is a file; it must be a directory")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{field}: {str(path)!r} is under {str(existing)!r}, which is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{field}: {str(existing)!r} is not writable (permissions or a read-only filesystem)")
+    return path
 
 
 def atomic_write(path: Path, write, fault_point: str | None = None) -> None:
@@ -25,6 +63,7 @@ def atomic_write(path: Path, write, fault_point: str | None = None) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide run files from the group
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -53,6 +92,11 @@ def read_result(run_dir: Path) -> dict | None:
         return None
 
 
+def write_metrics(run_dir: Path, history: list[dict]) -> None:
+    """metrics.jsonl from a checkpoint's history: one row per finished epoch, whatever was there before."""
+    write_jsonl(Path(run_dir) / "metrics.jsonl", history)
+
+
 def epochs_done(run_dir: Path) -> int:
     """Epochs a run has finished, as its metrics.jsonl counts them (0 when there is none)."""
     try:
@@ -67,7 +111,11 @@ def save_checkpoint(run_dir: Path, state: dict) -> None:
     if latest.exists():
         os.replace(latest, run_dir / PREVIOUS)
         faults.reach("checkpoint_rotate")
-    atomic_write(latest, lambda f: torch.save(state, f), fault_point="checkpoint_write")
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    digest = hashlib.sha256(payload).digest()
+    atomic_write(latest, lambda f: f.write(payload + DIGEST_MAGIC + digest), fault_point="checkpoint_write")
 
 
 class CheckpointError(RuntimeError):
@@ -75,8 +123,14 @@ class CheckpointError(RuntimeError):
 
 
 def _read(path: Path) -> dict:
+    data = path.read_bytes()
+    payload, magic, digest = data[:-DIGEST_BYTES], data[-DIGEST_BYTES:-32], data[-32:]
+    if len(data) < DIGEST_BYTES or magic != DIGEST_MAGIC:
+        raise CheckpointError(f"{path} is damaged (no content digest at its end)")
+    if hashlib.sha256(payload).digest() != digest:
+        raise CheckpointError(f"{path} is damaged (its content does not match its digest)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated zip, a bad pickle, ...: all mean "this file is damaged"
         raise CheckpointError(f"{path} is damaged ({type(err).__name__})") from None
     if not isinstance(state, dict) or "epoch" not in state:

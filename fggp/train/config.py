@@ -12,6 +12,8 @@ import hashlib
 import importlib
 import importlib.util
 import json
+import math
+import os
 import sys
 import types
 import typing
@@ -22,7 +24,7 @@ import torch
 
 from ..data import DATASETS, SHAPES
 from ..models import MODELS, build_model
-from ..pruning import RECIPES, check_feasible, floor_counts, get_recipe, initial_counts, prunable_parameters
+from ..pruning import RECIPES, check_feasible, floor_counts, get_order, get_recipe, initial_counts, prunable_parameters
 from ..pruning.validate import at_least, in_range, one_of
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -91,15 +93,26 @@ class RunConfig:
             raise ValueError(
                 f"prune_start_epoch: {self.prune_start_epoch} is after prune_end_epoch {self.prune_end_epoch}"
             )
-        in_range("lr", self.lr, 0, float("inf"), low_open=True)
+        in_range("lr", self.lr, 0, float("inf"), low_open=True, high_open=True)
         in_range("momentum", self.momentum, 0, 1, high_open=True)
         at_least("weight_decay", self.weight_decay, 0)
+        if not math.isfinite(self.weight_decay):
+            raise ValueError(f"weight_decay: {self.weight_decay!r} must be a finite number >= 0")
         in_range("lr_gamma", self.lr_gamma, 0, 1, low_open=True)
+        if not isinstance(self.lr_milestones, (list, tuple)):
+            raise ValueError(f"lr_milestones: {self.lr_milestones!r} must be a list of fractions of the epochs, "
+                             f"e.g. [0.5, 0.75]")
         object.__setattr__(self, "lr_milestones", tuple(self.lr_milestones))
         for m in self.lr_milestones:
             in_range("lr_milestones", m, 0, 1)
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+        if not (isinstance(self.device, str) and (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"))):
             raise ValueError(f"device: {self.device!r} is not one of auto, cpu, cuda, cuda:N")
+        if isinstance(self.data_dir, os.PathLike):
+            object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
+        if not isinstance(self.data_dir, str) or not self.data_dir:
+            raise ValueError(f"data_dir: {self.data_dir!r} must be a directory path (a string)")
+        if not isinstance(self.extra, dict):
+            raise ValueError(f"extra: {self.extra!r} must be a mapping of labels")
         one_of("precision", self.precision, PRECISIONS)
         for name in ("nesterov", "download", "deterministic", "compile", "progress"):
             if not isinstance(getattr(self, name), bool):
@@ -107,6 +120,9 @@ class RunConfig:
         for name in ("augment", "channels_last"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}: {getattr(self, name)!r} must be true, false or none")
+        for knob in ("rate", "grad_window"):
+            if getattr(self, knob) is not None and not knob_applies(self.recipe, knob):
+                raise ValueError(f"{knob}: recipe {self.recipe!r} does not use it ({KNOB_USERS[knob]}); leave it unset")
         recipe = self.pruning_recipe()  # rate / grad_window are checked by the recipe
         if recipe.prunes and recipe.min_keep:
             sizes, shapes = layer_shapes(self.arch, SHAPES[self.dataset])
@@ -144,12 +160,16 @@ class RunConfig:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         hints = typing.get_type_hints(cls)
         values = dict(base)
+        given = set()
         for pair in pairs:
             key, sep, raw = pair.partition("=")
             if not sep:
                 raise ValueError(f"argument: {pair!r} is not of the form key=value")
             if key not in fields:
                 raise ValueError(f"{key}: unknown field; fields are {', '.join(fields)}")
+            if key in given:
+                raise ValueError(f"{key}: given twice; give each field once")
+            given.add(key)
             values[key] = parse_value(key, raw, hints[key])
         return cls(**values)
 
@@ -203,6 +223,17 @@ def load_plugins(plugins) -> tuple[str, ...]:
                 raise ValueError(f"plugins: cannot import {plugin!r} ({err})") from None
             resolved.append(plugin)
     return tuple(resolved)
+
+
+KNOB_USERS = {"rate": "only two-step orders (gradient_first, magnitude_first, ...) read it",
+              "grad_window": "only recipes that read gradients do"}
+
+
+def knob_applies(recipe: str, knob: str) -> bool:
+    """Whether the named recipe reads ``rate`` or ``grad_window``; an override it ignores would only
+    give the same run another id."""
+    r = get_recipe(recipe)
+    return (r.prunes and get_order(r.order).two_step) if knob == "rate" else r.uses_gradient
 
 
 def _integer(name, value, low):

@@ -25,7 +25,8 @@ from .. import __version__, faults
 from ..data import DeviceLoader, load_dataset, with_validation
 from ..models import build_model, flops
 from ..pruning import Pruner
-from .checkpoint import load_checkpoint, read_result, save_checkpoint, write_json, write_jsonl
+from .checkpoint import (check_out_dir, epochs_done, load_checkpoint, read_result, save_checkpoint, write_json,
+                         write_metrics)
 from .config import RunConfig
 
 DIVERGENCE_CHECK_EVERY = 25  # optimizer steps between host syncs on the loss
@@ -67,13 +68,15 @@ def lr_at(config: RunConfig, epoch: int) -> float:
     return config.lr * config.lr_gamma**passed
 
 
-def run(config: RunConfig, out_dir: str | os.PathLike = "outputs/runs", log=None) -> dict:
-    """Train ``config`` in ``out_dir/<run_id>``; resume it if a checkpoint is there; return result.json."""
+def run(config: RunConfig, out_dir: str | os.PathLike = "outputs/runs", log=None, retry_diverged: bool = False) -> dict:
+    """Train ``config`` in ``out_dir/<run_id>``; resume it if a checkpoint is there; return result.json.
+
+    A completed run is not trained again (its metrics.jsonl is restored from the checkpoint if rows are
+    missing); a diverged one neither, unless ``retry_diverged``.
+    """
     if not isinstance(config, RunConfig):
         raise ValueError("config: expected a fggp.train.RunConfig")
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"out: {str(out_dir)!r} is a file; it must be a directory")
+    out_dir = check_out_dir(out_dir)
     device = resolve_device(config.device)
     run_dir = out_dir / config.run_id
     log = log or (lambda msg: print(msg, flush=True))
@@ -81,6 +84,11 @@ def run(config: RunConfig, out_dir: str | os.PathLike = "outputs/runs", log=None
     previous = read_result(run_dir)
     if previous and previous.get("status") == "completed":
         log(f"{config.run_id}: already completed")
+        _restore_metrics(run_dir, previous, log)
+        return previous
+    if previous and previous.get("status") == "diverged" and not retry_diverged:
+        log(f"{config.run_id}: diverged before (step {previous.get('diverged_step')}); "
+            f"retry_diverged=True (fggp run --retry-diverged) trains it again")
         return previous
 
     data = load_dataset(config.dataset, config.data_dir, download=config.download)
@@ -97,6 +105,17 @@ def run(config: RunConfig, out_dir: str | os.PathLike = "outputs/runs", log=None
         except Exception as err:
             trainer.finish("failed", error=f"{type(err).__name__}: {err}")
             raise
+
+
+def _restore_metrics(run_dir: Path, result: dict, log) -> None:
+    """Rewrite a completed run's metrics.jsonl from its checkpoint when it lacks rows (deleted, or a kill
+    between the last checkpoint and the metrics write)."""
+    if epochs_done(run_dir) == result.get("epochs_done"):
+        return
+    state = load_checkpoint(run_dir, log=lambda msg: None)
+    if state is not None and len(state["history"]) == result.get("epochs_done"):
+        write_metrics(run_dir, state["history"])
+        log(f"{run_dir.name}: metrics.jsonl rewritten from the checkpoint ({len(state['history'])} epochs)")
 
 
 @contextmanager
@@ -154,6 +173,7 @@ class _Trainer:
         """Bind to the run directory and continue from its checkpoint, if any."""
         self.run_dir = run_dir
         self._restore()
+        write_metrics(run_dir, self.history)  # derived from the checkpoint: never a row more or less
 
     # ------------------------------------------------------------------ state
     def _state(self) -> dict:
@@ -205,7 +225,8 @@ class _Trainer:
             self.history.append(row)
             self.epoch += 1
             save_checkpoint(self.run_dir, self._state())
-            write_jsonl(self.run_dir / "metrics.jsonl", self.history)
+            faults.reach("epoch_end")
+            write_metrics(self.run_dir, self.history)
             self.log(f"epoch {row['epoch']}/{c.epochs}  train {train_loss:.4f} / {train_acc:.4f}  "
                      + (f"val {val['val_loss']:.4f} / {val['val_acc']:.4f}  " if val else "")
                      + f"test {test_loss:.4f} / {test_acc:.4f}  sparsity {row['sparsity']:.4f}  {row['seconds']:.1f}s")
@@ -332,6 +353,7 @@ class _Trainer:
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **extra,
         }
+        write_metrics(self.run_dir, self.history)
         write_json(self.run_dir / "result.json", result)
         self.log(f"{c.run_id}: {status}"
                  + (f", final test acc {result['final_test_acc']:.4f} at sparsity {result['final_sparsity']:.4f}"
