@@ -216,3 +216,15 @@ def test_layerwise_floors_rescale_to_the_exact_total():
     per_layer = {r["name"]: r["active"] for r in pruner.report()}
     assert per_layer["2.weight"] == 30  # 200 weights at 10% would keep 20: held at the floor
     assert pruner.active == round(0.1 * 5000) + round(0.1 * 200)  # what the layerwise targets keep in all
+
+
+def test_paper_grid_lists_its_infeasible_cells_as_not_applicable():
+    from pathlib import Path
+
+    from fggp.sweep import NotApplicable, expand, load_grid
+
+    points = expand(load_grid(Path(__file__).resolve().parent.parent / "configs" / "paper.yaml"))
+    na = [p for p in points if isinstance(p, NotApplicable)]
+    assert len(na) == 6 and len(points) == 222
+    assert {(p.config["arch"], p.config["recipe"], p.config["target_sparsity"]) for p in na} == {("resnet50", "global_mp", 0.98)}
+    assert all(p.reason.startswith("min_keep: the per-layer floors keep 615940 weights") for p in na)
