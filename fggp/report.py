@@ -559,7 +559,10 @@ def layer_collapse(df: pd.DataFrame) -> pd.DataFrame:
             records.append({"run_id": row["run_id"], "status": row["status"], "setup": row["setup"],
                             "recipe": _label(row["recipe"], row.get("variant")), "arch": row["arch"],
                             "target_sparsity": row["target_sparsity"], "seed": row["seed"], **layer})
-    return pd.DataFrame(records, columns=COLLAPSE_COLUMNS)
+    out = pd.DataFrame(records, columns=COLLAPSE_COLUMNS)
+    order = out["recipe"].map(_recipe_order)
+    return (out.assign(_r=order).sort_values(["setup", "_r", "target_sparsity", "seed"], kind="stable")
+               .drop(columns="_r").reset_index(drop=True))
 
 
 # -------------------------------------------------------------------------------------- views, lists

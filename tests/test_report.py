@@ -21,7 +21,7 @@ import pytest
 
 from fggp.report import (average_rank, collapsed_layers, comparisons, layer_collapse, load_results, not_applicable,
                          overview, paired_comparison, paper_tables, plot_accuracy_vs_sparsity, problems,
-                         report_markdown, runs_view, setups, summary, t_interval, write_report)
+                         report_markdown, runs_markdown, runs_view, setups, summary, t_interval, write_report)
 from fggp.train import RunConfig
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -415,7 +415,9 @@ def test_write_report_without_completed_runs(tmp_path, make):
         assert "None (no completed runs yet)." in md  # the collapse section: nothing to check yet
     else:
         assert "None (no runs yet)." in md and "|---|" not in md  # no table of bare headers anywhere
-    assert "no completed runs yet" in overview(load_results(runs)).lower()
+    df = load_results(runs)
+    assert "no completed runs yet" in overview(df).lower()
+    assert ("`make quick`" in runs_markdown(df)) == (make != "only_failed")  # the every-run view: what to run
 
 
 def test_notebooks_run_end_to_end(tmp_path):
