@@ -39,6 +39,7 @@ from scipy import stats
 from .models import build_model
 from .pruning import RECIPES
 from .train import RunConfig
+from .train.config import NOT_IDENTITY
 from .train.checkpoint import atomic_write, epochs_done
 
 COLUMNS = ["run_id", "arch", "dataset", "recipe", "target_sparsity", "initial_sparsity", "seed", "status",
@@ -153,9 +154,10 @@ def _applies(config: dict, key: str) -> bool:
 def _labels(configs: list[dict]) -> tuple[list[str], list[dict], list[str]]:
     """Per run: the recipe-knob variant label, the setup (budget/data fields that vary across the runs,
     as a dict), and the fields every run shares that a reader needs to know the budget."""
-    base = RunConfig()
-    defaults = base.to_dict()
-    ignored = KEY_FIELDS | (set(defaults) - set(base.identity()))
+    defaults = RunConfig().to_dict()
+    # Not from identity() of a default config: a field left out of the id while off (a validation split of
+    # 0) still separates the runs that turn it on.
+    ignored = KEY_FIELDS | set(NOT_IDENTITY)
     full = [{**defaults, **c} for c in configs]
     keys = sorted(set().union(*full) - ignored) if full else []
     setup_keys = [k for k in keys if k not in RECIPE_KNOBS

@@ -345,6 +345,20 @@ def test_recipe_knobs_are_variants_and_budgets_are_setups(tmp_path):
                                                  ("lr=0.1", "gmp"), ("lr=0.01", "gmp")}
 
 
+def test_a_data_field_the_run_id_omits_when_off_still_separates_setups(tmp_path):
+    """A held-out validation split changes the training data: never pooled with runs that train on all."""
+    runs = tmp_path / "runs"
+    plain = write_run(runs, config("fggp", 0.9, 1), "completed", 0.90)
+    split = config("fggp", 0.9, 1, extra={"split": "val"})
+    write_run(runs, split, "completed", 0.80)
+    path = runs / split.run_id / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "extra": {}, "val_size": 500}))
+    df = load_results(runs).set_index("run_id")
+    assert df.loc[split.run_id, "setup"] != df.loc[plain.run_id, "setup"]
+    assert "val_size=500" in df.loc[split.run_id, "setup"]
+    assert summary(df.reset_index())["n"].tolist() == [1, 1]
+
+
 def test_accuracy_vs_sparsity_figure_has_a_panel_per_setup_and_the_legend_outside(results):
     fig = plot_accuracy_vs_sparsity(results[1])
     short, main = fig.axes
