@@ -285,6 +285,10 @@ def test_collapsed_layers_against_the_line():
     # sizes that do not add up (another num_classes, another model): only empty layers can be told
     assert [f["layer"] for f in collapsed_layers("tiny", densities(kept), 99999)] == ["features.8.weight"]
     assert [f["layer"] for f in collapsed_layers("no_such_arch", {"a": 0.0, "b": 0.001})] == ["a"]
+    # shapes recorded with the result win over the rebuilt model: e.g. a 1-channel input (432 -> 144 weights)
+    shapes = {"features.0.weight": [16, 1, 3, 3], "classifier.weight": [10, 64]}
+    flagged = collapsed_layers("tiny", {"features.0.weight": 15 / 144, "classifier.weight": 0.5}, 784, shapes)
+    assert [(f["layer"], f["kept"], f["size"], f["outputs"]) for f in flagged] == [("features.0.weight", 15, 144, 16)]
 
 
 def test_layer_collapse_flags_the_run_and_the_layer_by_name(results):
