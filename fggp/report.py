@@ -39,11 +39,13 @@ from scipy import stats
 from .models import build_model
 from .pruning import RECIPES
 from .train import RunConfig
+from .train.config import NOT_IDENTITY
 from .train.checkpoint import atomic_write, epochs_done
 
 COLUMNS = ["run_id", "arch", "dataset", "recipe", "target_sparsity", "initial_sparsity", "seed", "status",
            "final_test_acc", "best_test_acc", "final_sparsity", "epochs_done", "wall_seconds", "error",
-           "diverged_step", "reason", "variant", "setup", "layer_density", "prunable_weights", "run_dir"]
+           "diverged_step", "reason", "variant", "setup", "layer_density", "layer_shapes", "prunable_weights",
+           "run_dir"]
 SETTING = ["arch", "initial_sparsity", "target_sparsity"]
 STAT_COLUMNS = ["n", "mean_pct", "std_pct", "ci95_low_pct", "ci95_high_pct"]
 SUMMARY_COLUMNS = ["setup", *SETTING, "recipe", *STAT_COLUMNS]
@@ -88,7 +90,7 @@ def _row(run_id, config: dict, status: str, run_dir: Path | None, result: dict |
         "status": status,
         **{k: result.get(k) for k in ("final_test_acc", "best_test_acc", "final_sparsity", "epochs_done",
                                       "wall_seconds", "error", "diverged_step", "layer_density",
-                                      "prunable_weights")},
+                                      "layer_shapes", "prunable_weights")},
         "run_dir": None if run_dir is None else str(run_dir),
     }
     row.update(extra)
@@ -153,9 +155,10 @@ def _applies(config: dict, key: str) -> bool:
 def _labels(configs: list[dict]) -> tuple[list[str], list[dict], list[str]]:
     """Per run: the recipe-knob variant label, the setup (budget/data fields that vary across the runs,
     as a dict), and the fields every run shares that a reader needs to know the budget."""
-    base = RunConfig()
-    defaults = base.to_dict()
-    ignored = KEY_FIELDS | (set(defaults) - set(base.identity()))
+    defaults = RunConfig().to_dict()
+    # Not from identity() of a default config: a field left out of the id while off (a validation split of
+    # 0) still separates the runs that turn it on.
+    ignored = KEY_FIELDS | set(NOT_IDENTITY)
     full = [{**defaults, **c} for c in configs]
     keys = sorted(set().union(*full) - ignored) if full else []
     setup_keys = [k for k in keys if k not in RECIPE_KNOBS
@@ -520,7 +523,8 @@ def _layer_shapes(arch: str) -> dict[str, tuple[int, int]] | None:
     return {n: (p.numel(), int(p.shape[0])) for n, p in model.named_parameters()}
 
 
-def collapsed_layers(arch: str, layer_density: dict, prunable_weights=None) -> list[dict]:
+def collapsed_layers(arch: str, layer_density: dict, prunable_weights=None, layer_shapes: dict | None = None
+                     ) -> list[dict]:
     """The layers of one final mask that keep fewer weights than they have outputs (an empty layer always).
 
     Why this line: a layer that keeps fewer weights than its output units (conv output channels, the
@@ -528,9 +532,13 @@ def collapsed_layers(arch: str, layer_density: dict, prunable_weights=None) -> l
     the input; at the classifier, classes the network can never be driven to. It needs no tuning and
     scales with the layer: a 512-channel VGG conv needs 512 of its 2.4 M weights (0.02%), the 10-class
     classifier 10. Without the layer shapes (an arch unknown here, or sizes that do not add up to the
-    run's prunable_weights) only empty layers are flagged.
+    run's prunable_weights) only empty layers are flagged. ``layer_shapes`` (name -> weight shape, as a
+    result.json may record them) is used first: it is right whatever the input shape the model was built for.
     """
-    shapes = _layer_shapes(arch) if isinstance(arch, str) else None
+    if isinstance(layer_shapes, dict) and layer_shapes:
+        shapes = {n: (math.prod(shape), int(shape[0])) for n, shape in layer_shapes.items()}
+    else:
+        shapes = _layer_shapes(arch) if isinstance(arch, str) else None
     if shapes is not None and (any(n not in shapes for n in layer_density) or (
             prunable_weights is not None and not pd.isna(prunable_weights)
             and sum(shapes[n][0] for n in layer_density) != int(prunable_weights))):
@@ -555,7 +563,7 @@ def layer_collapse(df: pd.DataFrame) -> pd.DataFrame:
         density = row.get("layer_density")
         if not isinstance(density, dict) or not density:
             continue
-        for layer in collapsed_layers(row["arch"], density, row.get("prunable_weights")):
+        for layer in collapsed_layers(row["arch"], density, row.get("prunable_weights"), row.get("layer_shapes")):
             records.append({"run_id": row["run_id"], "status": row["status"], "setup": row["setup"],
                             "recipe": _label(row["recipe"], row.get("variant")), "arch": row["arch"],
                             "target_sparsity": row["target_sparsity"], "seed": row["seed"], **layer})

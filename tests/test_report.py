@@ -285,6 +285,10 @@ def test_collapsed_layers_against_the_line():
     # sizes that do not add up (another num_classes, another model): only empty layers can be told
     assert [f["layer"] for f in collapsed_layers("tiny", densities(kept), 99999)] == ["features.8.weight"]
     assert [f["layer"] for f in collapsed_layers("no_such_arch", {"a": 0.0, "b": 0.001})] == ["a"]
+    # shapes recorded with the result win over the rebuilt model: e.g. a 1-channel input (432 -> 144 weights)
+    shapes = {"features.0.weight": [16, 1, 3, 3], "classifier.weight": [10, 64]}
+    flagged = collapsed_layers("tiny", {"features.0.weight": 15 / 144, "classifier.weight": 0.5}, 784, shapes)
+    assert [(f["layer"], f["kept"], f["size"], f["outputs"]) for f in flagged] == [("features.0.weight", 15, 144, 16)]
 
 
 def test_layer_collapse_flags_the_run_and_the_layer_by_name(results):
@@ -343,6 +347,20 @@ def test_recipe_knobs_are_variants_and_budgets_are_setups(tmp_path):
     s = summary(load_results(runs))
     assert set(zip(s["setup"], s["recipe"])) == {("lr=0.1", "fggp (rate=0.3)"), ("lr=0.1", "fggp (rate=None)"),
                                                  ("lr=0.1", "gmp"), ("lr=0.01", "gmp")}
+
+
+def test_a_data_field_the_run_id_omits_when_off_still_separates_setups(tmp_path):
+    """A held-out validation split changes the training data: never pooled with runs that train on all."""
+    runs = tmp_path / "runs"
+    plain = write_run(runs, config("fggp", 0.9, 1), "completed", 0.90)
+    split = config("fggp", 0.9, 1, extra={"split": "val"})
+    write_run(runs, split, "completed", 0.80)
+    path = runs / split.run_id / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "extra": {}, "val_size": 500}))
+    df = load_results(runs).set_index("run_id")
+    assert df.loc[split.run_id, "setup"] != df.loc[plain.run_id, "setup"]
+    assert "val_size=500" in df.loc[split.run_id, "setup"]
+    assert summary(df.reset_index())["n"].tolist() == [1, 1]
 
 
 def test_accuracy_vs_sparsity_figure_has_a_panel_per_setup_and_the_legend_outside(results):
