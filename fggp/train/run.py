@@ -334,6 +334,7 @@ class _Trainer:
             "best_test_acc_note": "maximum over epochs of the TEST accuracy: optimistic, for reference only",
             "final_sparsity": self.pruner.sparsity,
             "layer_density": densities,
+            "layer_shapes": {n: list(m.shape) for n, m in self.pruner.masks.items()},
             "mask_hash": self.pruner.mask_hash(),
             "kept_weights": self.pruner.active,
             "prunable_weights": self.pruner.total,
