@@ -20,11 +20,10 @@ from torch import nn
 from .data import DeviceLoader, load_dataset
 from .models import build_model
 from .pruning.masks import prunable_parameters
-from .pruning.selection import pool_size, select_prune
+from .pruning.selection import get_order, pool_size, select_prune
 from .pruning.validate import in_range
 
 DEFAULT_ORDERS = ("magnitude", "gradient", "gradient_first", "magnitude_first", "taylor")
-TWO_STEP = ("gradient_first", "magnitude_first")
 
 
 # ---- a model with meaningful gradients -----------------------------------------------------------
@@ -165,9 +164,14 @@ def describe(scores: LayerScores) -> pd.DataFrame:
 
 # ---- what each order prunes -----------------------------------------------------------------------
 
+def is_two_step(order: str) -> bool:
+    """Whether an order draws a candidate pool (and so has a rate), as the order registry says."""
+    return get_order(order).two_step
+
+
 def label(order: str, rate: float) -> str:
     """How an order is named in tables and titles: two-step orders carry their rate."""
-    return f"{order}({rate:g})" if order in TWO_STEP else order
+    return f"{order}({rate:g})" if is_two_step(order) else order
 
 
 def prune_count(scores: LayerScores, sparsity: float) -> int:

@@ -21,13 +21,13 @@ from matplotlib.patches import Patch
 from ..layer_scores import (
     LayerScores,
     fggp_pool,
+    is_two_step,
     jaccard,
     kernel_matrix,
     label,
     overlap_table,
     prune_count,
     pruned_sets,
-    TWO_STEP,
 )
 from ..pruning.selection import pool_size
 
@@ -154,7 +154,7 @@ def plot_scatter(scores: LayerScores, sets: dict[str, torch.Tensor], rate: float
         _scatter(ax, pruned, points)
         k = int(pruned.sum())
         title = f"{name}: k = {k}"
-        if rate is not None and name.split("(")[0] in TWO_STEP:
+        if rate is not None and is_two_step(name.split("(")[0]):
             title += f"\n{pool_note(scores.n, k, rate)}"
         ax.set_title(title, fontsize="medium")
     key = grid[len(sets)]
