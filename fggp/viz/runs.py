@@ -212,8 +212,8 @@ CONFIG_GROUPS = {
     "pruning": ("recipe", "target_sparsity", "initial_sparsity", "rate", "grad_window", "prune_start_epoch",
                 "prune_end_epoch", "prune_every"),
     "optimizer": ("epochs", "lr", "momentum", "nesterov", "weight_decay", "lr_milestones", "lr_gamma"),
-    "evaluation": ("bn_recalibrate",),
-    "run": ("seed", "device", "precision", "deterministic", "compile"),
+    "evaluation": ("val_size", "bn_recalibrate"),
+    "run": ("seed", "device", "precision", "deterministic", "compile", "plugins"),
 }
 
 
