@@ -1,6 +1,7 @@
 """Sweeps: grid validation, expansion, skip-on-rerun, a failing point recorded, and the report."""
 
 import ast
+import functools
 import json
 import os
 import re
@@ -124,6 +125,8 @@ fixed:
     assert moves == []
 
 
+TWO_POINTS = ("grid: {recipe: [fggp, gmp]}\nfixed: {arch: tiny, dataset: synthetic, epochs: 1, prune_end_epoch: 1, "
+              "prune_every: 5, target_sparsity: 0.8}\n")
 CHECK = """
 import json, sys
 from pathlib import Path
@@ -148,6 +151,7 @@ print(json.dumps(state))
 """
 
 
+@functools.cache
 def _tmpfs_possible() -> bool:
     if not shutil.which("unshare"):
         return False
@@ -157,11 +161,11 @@ def _tmpfs_possible() -> bool:
 
 
 @pytest.mark.skipif(not _tmpfs_possible(), reason="no user namespace to mount a small tmpfs in")
-def test_full_disk_fails_points_not_the_sweep(tmp_path):
+def test_full_disk_fails_points_not_the_sweep(tmp_path, resilience):
     """A sweep on a 700 KiB tmpfs (room for about one point): every point is attempted, each one that
     cannot finish is failed, the report says in one line that it failed, no file is left half-written."""
-    grid = write(tmp_path, "grid: {recipe: [fggp, gmp]}\nfixed: {arch: tiny, dataset: synthetic, epochs: 1, "
-                           "prune_end_epoch: 1, prune_every: 5, target_sparsity: 0.8}\n")
+    resilience["faults_injected"] += 1
+    grid = write(tmp_path, TWO_POINTS)
     (tmp_path / "check.py").write_text(CHECK)
     disk = tmp_path / "disk"
     disk.mkdir()
@@ -184,6 +188,42 @@ def test_full_disk_fails_points_not_the_sweep(tmp_path):
     assert failed_lines and len(set(done_points) | set(failed_lines)) == 2, log1[-3000:]
     for run_id in set(done_points) & set(failed_lines):  # the run finished, its notebook did not: not trusted
         assert any(run_id in path for path in first["errors"])
+    resilience["faults_survived"] += 1
+
+
+@pytest.mark.skipif(_tmpfs_possible(), reason="the real full disk above runs instead")
+def test_simulated_full_disk_fails_the_point_and_is_not_trusted_later(tmp_path, monkeypatch, capsys, resilience):
+    """Where no tmpfs can be mounted: ENOSPC while the first point's executed notebook is saved (its run
+    has completed). The sweep goes on; the next sweep executes that point again and clears its record."""
+    import errno
+
+    import fggp.executors
+    from fggp.cli import main
+
+    resilience["faults_injected"] += 1
+    grid = write(tmp_path, TWO_POINTS)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    first = expand(load_grid(grid))[0].run_id
+    real = fggp.executors.atomic_write
+
+    def full_for_the_first_notebook(path, write, fault_point=None):
+        if path.suffix == ".ipynb" and path.parent.name == first:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, write, fault_point)
+
+    with monkeypatch.context() as m:
+        m.setattr(fggp.executors, "atomic_write", full_for_the_first_notebook)
+        assert main(["sweep", str(grid), "--out", str(tmp_path / "out")]) == 1
+    log = capsys.readouterr().out
+    assert f"{first}: failed (OSError: [Errno 28] No space left on device" in log and "1 completed, 1 failed" in log
+    run_dir = tmp_path / "out" / "runs" / first
+    assert not (run_dir / "02_cifar10_run.ipynb").exists() and not list(run_dir.glob(".*partial*"))
+    assert "No space left" in (run_dir / "error.txt").read_text()
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "out")]) == 0
+    assert "1 completed, 1 skipped" in capsys.readouterr().out
+    assert not (run_dir / "error.txt").exists()
+    nbformat.read(run_dir / "02_cifar10_run.ipynb", as_version=4)
+    resilience["faults_survived"] += 1
 
 
 def test_concurrent_kernels_share_the_cores(monkeypatch):
