@@ -308,5 +308,6 @@ def execute(configs: list[RunConfig], runs_dir: Path, jobs: int, kind: str, opti
 
 if __name__ == "__main__":  # one point, as a submitit job runs it: python -m fggp.executors CONFIG_JSON RUNS_DIR
     point = execute_point(RunConfig.from_dict(json.loads(sys.argv[1])), Path(sys.argv[2]),
-                          retry_diverged="--retry-diverged" in sys.argv[3:], log=lambda msg: print(msg, file=sys.stderr))
+                          retry_diverged="--retry-diverged" in sys.argv[3:],
+                          log=lambda msg: print(msg, file=sys.stderr))
     print(json.dumps(dataclasses.asdict(point)), flush=True)
