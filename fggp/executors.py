@@ -49,6 +49,40 @@ class Outcome:
     error: str | None = None
 
 
+def _papermill_without_chdir() -> None:
+    """Papermill's local file handler chdirs the whole process around every notebook read and save; with
+    points in threads that is a race on the working directory. This one joins paths to the same base."""
+    from papermill.iorw import LocalHandler, papermill_io
+
+    class AbsoluteLocalHandler(LocalHandler):
+        def _path(self, path):
+            return os.path.join(self._cwd, path) if self._cwd else path
+
+        def read(self, path):
+            try:
+                with open(self._path(path), encoding="utf-8") as f:
+                    return f.read()
+            except OSError as err:
+                try:
+                    json.loads(path)  # a notebook passed as a string, as papermill's own handler allows
+                except ValueError:
+                    raise err from None
+                return path
+
+        def listdir(self, path):
+            return [os.path.join(path, fn) for fn in os.listdir(self._path(path))]
+
+        def write(self, buf, path):
+            target = self._path(path)
+            if os.path.dirname(target) and not os.path.isdir(os.path.dirname(target)):
+                raise FileNotFoundError(f"output folder {os.path.dirname(target)} doesn't exist.")
+            with open(target, "w", encoding="utf-8") as f:
+                f.write(buf)
+
+    if type(papermill_io.get_handler("local")).__name__ != AbsoluteLocalHandler.__name__:
+        papermill_io.register("local", AbsoluteLocalHandler())
+
+
 def execute_notebook(notebook: Path, output: Path, parameters: dict, cwd: Path) -> None:
     """Execute ``notebook`` with papermill into ``output``, written atomically (old file or whole new one).
 
@@ -59,6 +93,7 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict, cwd: Path) 
     import nbformat
     import papermill
 
+    _papermill_without_chdir()
     partial = output.parent / f".{output.stem}.partial{output.suffix}"
     try:
         papermill.execute_notebook(str(notebook), str(partial), parameters=parameters, kernel_name=KERNEL,
@@ -69,9 +104,11 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict, cwd: Path) 
             executed = nbformat.read(str(partial), as_version=4)
         except Exception:  # missing, truncated, or unreadable: nothing worth keeping
             executed = None
-        if executed is not None:
-            atomic_write(output, lambda f: f.write(nbformat.writes(executed).encode()))
-        partial.unlink(missing_ok=True)
+        try:
+            if executed is not None:
+                atomic_write(output, lambda f: f.write(nbformat.writes(executed).encode()))
+        finally:
+            partial.unlink(missing_ok=True)
 
 
 def notebook_parameters(config: RunConfig, out_dir: Path) -> dict:
@@ -93,7 +130,8 @@ def _done(run_dir: Path) -> bool:
 
 
 def _one_line(err: BaseException) -> str:
-    text = f"{type(err).__name__}: {getattr(err, 'evalue', None) or err}"
+    """A failing cell's own exception (papermill's ename/evalue), else this one, as one line."""
+    text = f"{getattr(err, 'ename', None) or type(err).__name__}: {getattr(err, 'evalue', None) or err}"
     return text.splitlines()[0] if text.strip() else type(err).__name__
 
 
@@ -270,5 +308,6 @@ def execute(configs: list[RunConfig], runs_dir: Path, jobs: int, kind: str, opti
 
 if __name__ == "__main__":  # one point, as a submitit job runs it: python -m fggp.executors CONFIG_JSON RUNS_DIR
     point = execute_point(RunConfig.from_dict(json.loads(sys.argv[1])), Path(sys.argv[2]),
-                          retry_diverged="--retry-diverged" in sys.argv[3:], log=lambda msg: print(msg, file=sys.stderr))
+                          retry_diverged="--retry-diverged" in sys.argv[3:],
+                          log=lambda msg: print(msg, file=sys.stderr))
     print(json.dumps(dataclasses.asdict(point)), flush=True)

@@ -195,7 +195,7 @@ def sweep(grid_path: str | Path, out: str | Path = "outputs", jobs: int = 1, log
     """Expand, execute (``jobs`` at a time, on ``executor``), then build the report with notebook 03.
 
     Everything is checked before anything is written; a point that fails is an outcome, not an
-    exception, and a report that cannot be written is ``outcomes.report_error``.
+    exception, and a report that cannot be written (whole) is ``outcomes.report_error``.
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs: {jobs!r} must be an integer >= 1")
@@ -234,7 +234,7 @@ def sweep(grid_path: str | Path, out: str | Path = "outputs", jobs: int = 1, log
         report(runs_dir, out / "report", log=log, expect=finished)
     except Exception as err:  # a full disk, a failing report cell: the runs stand; say it in one line
         outcomes.report_error = f"{type(err).__name__}: {getattr(err, 'evalue', None) or err}".splitlines()[0]
-        log(f"report: not written ({outcomes.report_error})")
+        log(f"report: failed ({outcomes.report_error})")
     return outcomes
 
 
@@ -339,5 +339,5 @@ def summarize(outcomes: list[Outcome]) -> tuple[str, bool]:
     line = "sweep: " + ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in sorted(counts.items()))
     report_error = getattr(outcomes, "report_error", None)
     if report_error:
-        line += f"; report not written ({report_error})"
+        line += f"; report failed ({report_error})"
     return line, ok and not report_error

@@ -20,7 +20,7 @@ pytest.importorskip("submitit")
 
 def test_grid_completes_on_submitit_local(tmp_path):
     grid = tmp_path / "grid.yaml"
-    grid.write_text("grid: {recipe: [fggp, gmp]}\nfixed: {arch: tiny, dataset: synthetic, epochs: 2, "
+    grid.write_text("grid: {recipe: [fggp, gmp]}\nfixed: {arch: tiny, dataset: synthetic, epochs: 1, "
                     "prune_end_epoch: 1, prune_every: 5, target_sparsity: 0.8}\n")
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-m", "fggp.cli", "sweep", str(grid), "--executor", "submitit-local",
@@ -43,8 +43,8 @@ def _task_processes(controller_pid: int) -> list[int]:
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the job's process through /proc")
 def test_signalled_job_requeues_and_resumes(tmp_path):
-    config = RunConfig(arch="tiny", dataset="synthetic", recipe="fggp", target_sparsity=0.9, epochs=24,
-                       prune_end_epoch=12, prune_every=20, deterministic=True, progress=False)
+    config = RunConfig(arch="tiny", dataset="synthetic", recipe="fggp", target_sparsity=0.9, epochs=8,
+                       prune_end_epoch=4, prune_every=20, deterministic=True, progress=False)
     reference = run(config, tmp_path / "reference")
     runs_dir = tmp_path / "runs"
     job = submit_point(make_submitit_executor("submitit-local", ClusterOptions(folder=tmp_path / "submitit")),

@@ -217,7 +217,7 @@ GRID = """
 grid:
   recipe: [fggp, gmp]
   seed: [1, 2]
-fixed: {arch: tiny, dataset: synthetic, epochs: 2, prune_end_epoch: 1, prune_every: 5, target_sparsity: 0.8}
+fixed: {arch: tiny, dataset: synthetic, epochs: 1, prune_end_epoch: 1, prune_every: 5, target_sparsity: 0.8}
 """
 
 

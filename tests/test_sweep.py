@@ -1,13 +1,20 @@
 """Sweeps: grid validation, expansion, skip-on-rerun, a failing point recorded, and the report."""
 
+import ast
+import functools
 import json
 import os
+import re
+import shlex
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+import nbformat
 import pytest
 
-from fggp.sweep import expand, load_grid, sweep
+from fggp.sweep import expand, load_grid, status, sweep
 
 
 def write(tmp_path, text, name="grid.yaml"):
@@ -55,7 +62,15 @@ def broken_cifar(tmp_path):
     return d
 
 
-def test_sweep_runs_skips_records_failures_and_reports(tmp_path, broken_cifar):
+def test_sweep_runs_skips_records_failures_and_reports(tmp_path, broken_cifar, monkeypatch, capfd):
+    """Two points at a time, a relative --out: the report lands in OUT/report and lists every run.
+
+    Papermill's ``cwd`` used to chdir the whole process for each notebook; two points in threads raced on
+    it and the relative --out then resolved inside a run directory. Any chdir during the sweep fails this
+    test, every time, not only when the threads interleave badly.
+    """
+    from fggp.cli import main
+
     grid = write(tmp_path, f"""
 name: tiny-test
 grid:
@@ -63,35 +78,152 @@ grid:
   dataset: [synthetic, cifar10]
 fixed:
   arch: tiny
-  epochs: 2
+  epochs: 1
   prune_end_epoch: 1
   prune_every: 5
   target_sparsity: 0.8
   data_dir: {broken_cifar}
 """)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    configs = expand(load_grid(grid))
+    stale = tmp_path / "out" / "runs" / next(c.run_id for c in configs if c.dataset == "synthetic") / "error.txt"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("RuntimeError: an old failure\n")
+    moves = []
+    monkeypatch.setattr(os, "chdir", lambda path: moves.append(path))
+    assert main(["sweep", "grid.yaml", "--jobs", "2", "--out", "out"]) == 1
+    log = capfd.readouterr()
+    assert moves == []
+    assert "2 completed, 2 failed" in log.out
+    assert "without encryption" not in log.out + log.err and "KeyboardInterrupt" not in log.out + log.err
+    assert "Checksum" in log.out  # a failing cell's error still reaches the log ...
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "fggp.cli", "sweep", str(grid), "--jobs", "2", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 1, done.stderr[-3000:]
-    assert "2 completed, 2 failed" in done.stdout
     runs = {p.name: json.loads((p / "result.json").read_text()) for p in (out / "runs").iterdir() if p.is_dir()}
     assert sorted(r["status"] for r in runs.values()) == ["completed", "completed", "failed", "failed"]
     for run_id, result in runs.items():
         run_dir = out / "runs" / run_id
-        assert (run_dir / "02_cifar10_run.ipynb").exists()
-        if result["status"] == "failed":
+        nbformat.read(run_dir / "02_cifar10_run.ipynb", as_version=4)  # whole, valid notebooks
+        if result["status"] == "failed":  # ... and its record
             assert "cifar10" in run_id and "Checksum" in (run_dir / "error.txt").read_text()
+        else:
+            assert not (run_dir / "error.txt").exists()  # a stale failure record goes with a success
+    assert not list(out.rglob("*.partial.ipynb"))
     table = (out / "report" / "table.md").read_text()
+    assert "4 runs: 2 completed, 2 failed." in table
     failed = [k for k, r in runs.items() if r["status"] == "failed"]
     assert all(run_id in table for run_id in failed)
+    assert not list(out.glob("runs/*/out")) and not list(out.glob("runs/*/report"))
 
     stamps = {k: r.get("finished_at") for k, r in runs.items()}
-    again = subprocess.run([sys.executable, "-m", "fggp.cli", "sweep", str(grid), "--out", str(out)],
-                           capture_output=True, text=True, timeout=600)
-    assert "2 skipped" in again.stdout and "2 failed" in again.stdout
+    assert main(["sweep", "grid.yaml", "--out", "out"]) == 1
+    again = capfd.readouterr().out
+    assert "2 skipped" in again and "2 failed" in again
     for k, r in runs.items():
         if r["status"] == "completed":
             assert json.loads((out / "runs" / k / "result.json").read_text())["finished_at"] == stamps[k]
+    assert moves == []
+
+
+TWO_POINTS = ("grid: {recipe: [fggp, gmp]}\nfixed: {arch: tiny, dataset: synthetic, epochs: 1, prune_end_epoch: 1, "
+              "prune_every: 5, target_sparsity: 0.8}\n")
+CHECK = """
+import json, sys
+from pathlib import Path
+import nbformat
+out = Path(sys.argv[1])
+state = {"bad_notebooks": [], "empty_errors": [], "leftovers": [], "status": {}}
+for nb in out.rglob("*.ipynb"):
+    try:
+        nbformat.read(nb, as_version=4)
+    except Exception:
+        state["bad_notebooks"].append(str(nb))
+state["empty_errors"] = [str(p) for p in out.rglob("error.txt") if p.stat().st_size == 0]
+state["errors"] = [str(p) for p in out.rglob("error.txt")]
+state["leftovers"] = [str(p) for p in out.rglob("*") if p.name.endswith((".tmp", ".partial.ipynb"))]
+for d in (out / "runs").iterdir():
+    try:
+        state["status"][d.name] = json.loads((d / "result.json").read_text())["status"]
+    except (OSError, ValueError):
+        state["status"][d.name] = None
+state["report"] = (out / "report" / "table.md").read_text() if (out / "report" / "table.md").exists() else None
+print(json.dumps(state))
+"""
+
+
+@functools.cache
+def _tmpfs_possible() -> bool:
+    if not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt || "
+                            "mount -t tmpfs -o size=64k tmpfs /tmp"], capture_output=True, timeout=30)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _tmpfs_possible(), reason="no user namespace to mount a small tmpfs in")
+def test_full_disk_fails_points_not_the_sweep(tmp_path, resilience):
+    """A sweep on a 700 KiB tmpfs (room for about one point): every point is attempted, each one that
+    cannot finish is failed, the report says in one line that it failed, no file is left half-written."""
+    resilience["faults_injected"] += 1
+    grid = write(tmp_path, TWO_POINTS)
+    (tmp_path / "check.py").write_text(CHECK)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    sweep_cmd = f"{shlex.quote(sys.executable)} -m fggp.cli sweep {grid} --out {disk}/sw"
+    check_cmd = f"{shlex.quote(sys.executable)} {tmp_path}/check.py {disk}/sw"
+    script = (f"mount -t tmpfs -o size=700k tmpfs {disk} && cd {tmp_path} && "
+              f"{{ {sweep_cmd} > log1 2>&1; echo $? > rc1; {check_cmd} > state1.json; }}")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=900, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    log1 = (tmp_path / "log1").read_text()
+    first = json.loads((tmp_path / "state1.json").read_text())
+    assert (tmp_path / "rc1").read_text().strip() == "1", log1[-3000:]
+    assert "Traceback" not in log1 and "[1/2]" in log1 and "[2/2]" in log1  # both points attempted
+    assert re.search(r"^sweep: .*failed", log1, flags=re.M), log1[-3000:]
+    assert "report: " in log1  # written, or "report: failed (...)" in one line
+    assert first["bad_notebooks"] == [] and first["empty_errors"] == [] and first["leftovers"] == []
+    done_points = [k for k, v in first["status"].items() if v == "completed"]
+    failed_lines = re.findall(r"\] (\S+): failed \(.*No space left on device", log1)
+    assert failed_lines and len(set(done_points) | set(failed_lines)) == 2, log1[-3000:]
+    for run_id in set(done_points) & set(failed_lines):  # the run finished, its notebook did not: not trusted
+        assert any(run_id in path for path in first["errors"])
+    resilience["faults_survived"] += 1
+
+
+@pytest.mark.skipif(_tmpfs_possible(), reason="the real full disk above runs instead")
+def test_simulated_full_disk_fails_the_point_and_is_not_trusted_later(tmp_path, monkeypatch, capsys, resilience):
+    """Where no tmpfs can be mounted: ENOSPC while the first point's executed notebook is saved (its run
+    has completed). The sweep goes on; the next sweep executes that point again and clears its record."""
+    import errno
+
+    import fggp.executors
+    from fggp.cli import main
+
+    resilience["faults_injected"] += 1
+    grid = write(tmp_path, TWO_POINTS)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    first = expand(load_grid(grid))[0].run_id
+    real = fggp.executors.atomic_write
+
+    def full_for_the_first_notebook(path, write, fault_point=None):
+        if path.suffix == ".ipynb" and path.parent.name == first:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, write, fault_point)
+
+    with monkeypatch.context() as m:
+        m.setattr(fggp.executors, "atomic_write", full_for_the_first_notebook)
+        assert main(["sweep", str(grid), "--out", str(tmp_path / "out")]) == 1
+    log = capsys.readouterr().out
+    assert f"{first}: failed (OSError: [Errno 28] No space left on device" in log and "1 completed, 1 failed" in log
+    run_dir = tmp_path / "out" / "runs" / first
+    assert not (run_dir / "02_cifar10_run.ipynb").exists() and not list(run_dir.glob(".*partial*"))
+    assert "No space left" in (run_dir / "error.txt").read_text()
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "out")]) == 0
+    assert "1 completed, 1 skipped" in capsys.readouterr().out
+    assert not (run_dir / "error.txt").exists()
+    nbformat.read(run_dir / "02_cifar10_run.ipynb", as_version=4)
+    resilience["faults_survived"] += 1
 
 
 def test_concurrent_kernels_share_the_cores(monkeypatch):
@@ -160,3 +292,66 @@ fixed: {arch: tiny, dataset: synthetic, epochs: 2, prune_end_epoch: 1, prune_eve
         "sweep: 6 runs: 1 completed, 1 failed, 1 diverged, 1 running, 1 interrupted, 1 pending")
     assert points[0.05, 2].run_id in printed
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # nothing run, nothing written
+
+
+def test_recipe_knobs_apply_to_the_recipes_that_read_them():
+    spec = {"grid": {"recipe": ["fggp", "gmp"], "rate": [0.3, 0.5]},
+            "fixed": {"arch": "tiny", "dataset": "synthetic", "epochs": 2, "prune_end_epoch": 1}}
+    configs = expand(spec)
+    assert sorted((c.recipe, c.rate) for c in configs) == [("fggp", 0.3), ("fggp", 0.5), ("gmp", None)]
+
+
+def test_infeasible_points_are_not_applicable(tmp_path, monkeypatch, capsys):
+    """Until RunConfig raises Infeasible itself (per-layer floors above the target), a stand-in does."""
+    from fggp.cli import main
+    from fggp.executors import Outcome
+    from fggp.pruning import Infeasible
+    from fggp.train import RunConfig
+
+    original = RunConfig.__post_init__
+
+    def floors_too_high(self):
+        original(self)
+        if self.recipe == "gmp" and self.target_sparsity == 0.95:
+            raise Infeasible("target_sparsity: 0.95 keeps fewer weights than the per-layer floors of gmp")
+
+    monkeypatch.setattr(RunConfig, "__post_init__", floors_too_high)
+    grid = write(tmp_path, "grid: {recipe: [fggp, gmp], target_sparsity: [0.9, 0.95]}\n"
+                           "fixed: {arch: tiny, dataset: synthetic, epochs: 1, prune_end_epoch: 1}\n")
+    out = tmp_path / "out"
+    table = status(grid, out).set_index(["recipe", "target_sparsity"])
+    assert table.loc[("gmp", 0.95), "state"] == "not_applicable"
+    assert table.loc[("gmp", 0.95), "reason"].startswith("target_sparsity: 0.95 keeps fewer")
+    assert (table["state"] == "pending").sum() == 3
+    assert main(["sweep", str(grid), "--out", str(out), "--dry-run"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("sweep: 4 runs: 3 pending, 1 not applicable")
+    assert not out.exists()
+
+    executed = []
+    monkeypatch.setattr("fggp.sweep.execute", lambda configs, *a, **k: [executed.append(c.run_id) or
+                                                                        Outcome(c.run_id, "completed") for c in configs])
+    monkeypatch.setattr("fggp.sweep.report", lambda *a, **k: None)
+    assert main(["sweep", str(grid), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("sweep: 3 completed, 1 not applicable")
+    points = json.loads((out / "sweep.json").read_text())["points"]
+    (na,) = [p for p in points if p.get("state") == "not_applicable"]
+    assert na["config"]["recipe"] == "gmp" and na["config"]["target_sparsity"] == 0.95
+    assert na["reason"].startswith("target_sparsity: 0.95") and na["run_id"] not in executed
+    assert len(executed) == 3 and na["run_id"].startswith("tiny-synthetic-gmp-s0.95-i0-seed18-")
+    assert na["run_id"] == expand(load_grid(grid))[-1].run_id  # stable across expansions
+
+
+def test_a_report_that_misses_completed_runs_is_an_error(tmp_path, monkeypatch):
+    from fggp.sweep import report
+
+    monkeypatch.setattr("fggp.sweep.execute_notebook", lambda *a, **k: None)  # a report written elsewhere
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(RuntimeError, match="lists 0 of the 1 completed runs"):
+        report(tmp_path / "runs", tmp_path / "report", expect={"tiny-synthetic-fggp-s0.8-i0-seed1-0123456789"})
+
+
+def test_executors_do_not_import_the_sweep_layer():
+    tree = ast.parse((Path(__file__).resolve().parents[1] / "fggp" / "executors.py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    assert not {m for m in imported if m and m.split(".")[-1] in ("sweep", "report", "cli")}

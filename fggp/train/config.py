@@ -105,7 +105,8 @@ class RunConfig:
         object.__setattr__(self, "lr_milestones", tuple(self.lr_milestones))
         for m in self.lr_milestones:
             in_range("lr_milestones", m, 0, 1)
-        if not (isinstance(self.device, str) and (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"))):
+        device = self.device if isinstance(self.device, str) else ""
+        if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:") and device[5:].isdigit()):
             raise ValueError(f"device: {self.device!r} is not one of auto, cpu, cuda, cuda:N")
         if isinstance(self.data_dir, os.PathLike):
             object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
