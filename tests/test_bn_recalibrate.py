@@ -61,4 +61,5 @@ def test_training_is_unchanged_and_both_test_numbers_are_kept(tmp_path):
     _, acc = plot_training_curves(tmp_path / recal["run_id"]).axes
     lines = {line.get_label(): list(line.get_ydata()) for line in acc.lines}
     assert lines["test (BN recalibrated)"] == pytest.approx([100 * r["test_acc"] for r in rows["recal"]])
-    assert lines["test (running BN statistics)"] == pytest.approx([100 * r["test_acc_running_bn"] for r in rows["recal"]])
+    running = [100 * r["test_acc_running_bn"] for r in rows["recal"]]
+    assert lines["test (running BN statistics)"] == pytest.approx(running)

@@ -112,7 +112,8 @@ def run_title(config: dict) -> str:
             rate = None
     what = f"{recipe} (rate {rate:g})" if rate is not None else recipe
     target = "dense" if recipe == "dense" else f"target sparsity {100 * config.get('target_sparsity', 0):g}%"
-    return f"{what} on {config.get('arch', '?')} / {config.get('dataset', '?')}, {target}, seed {config.get('seed', '?')}"
+    where = f"{config.get('arch', '?')} / {config.get('dataset', '?')}"
+    return f"{what} on {where}, {target}, seed {config.get('seed', '?')}"
 
 
 def _steps_per_epoch(rec: RunRecord) -> float | None:
@@ -160,8 +161,8 @@ def plot_sparsity(run_dir) -> Figure:
         ax.plot([p[0] for p in log], [100 * p[2] for p in log], "o", ms=4, color="tab:red",
                 label="actual (at each pruning step)")
     else:
-        ax.plot([m["step"] for m in rec.metrics], [100 * m["sparsity"] for m in rec.metrics], "s", ms=4, color="tab:red",
-                label="actual (at epoch ends; no prune log)")
+        ax.plot([m["step"] for m in rec.metrics], [100 * m["sparsity"] for m in rec.metrics], "s", ms=4,
+                color="tab:red", label="actual (at epoch ends; no prune log)")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("sparsity (% of prunable weights removed)")
     ax.set_ylim(-2, 102)
@@ -362,6 +363,7 @@ def save_figures(run_dir, figures: dict[str, Figure], dpi: int = 120) -> dict[st
     return paths
 
 
-__all__ = ["RunRecord", "load_run", "run_title", "config_view", "EpochLog", "epoch_header", "epoch_line", "summary_line",
+__all__ = ["RunRecord", "load_run", "run_title", "config_view", "EpochLog", "epoch_header", "epoch_line",
+           "summary_line",
            "plot_training_curves", "plot_sparsity", "plot_layer_density", "result_table",
            "save_figures", "scheduled_curve", "BEST_LABEL"]
