@@ -355,3 +355,19 @@ def test_executors_do_not_import_the_sweep_layer():
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
     assert not {m for m in imported if m and m.split(".")[-1] in ("sweep", "report", "cli")}
+
+
+@pytest.mark.parametrize("notebook", sorted(p.name for p in (Path(__file__).parent.parent / "notebooks").glob("*.ipynb")))
+def test_papermill_reads_every_parameter_of_every_notebook(notebook, caplog):
+    """A comment papermill cannot parse drops that parameter from its help and warns on every sweep point."""
+    import papermill
+
+    path = Path(__file__).parent.parent / "notebooks" / notebook
+    cells = [c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1
+    assigned = [t.id for node in ast.parse(cells[0].source).body if isinstance(node, ast.Assign)
+                for t in node.targets]
+    with caplog.at_level("WARNING", logger="papermill"):
+        inferred = papermill.inspect_notebook(str(path))
+    assert list(inferred) == assigned and assigned
+    assert not [r for r in caplog.records if "Unable to parse" in r.getMessage()]
