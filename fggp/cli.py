@@ -5,6 +5,7 @@
                                                 a grid of runs through the run notebook, then the report
     fggp sweep GRID.yaml --dry-run [--out DIR]  where each point of the grid stands; runs nothing
     fggp report [RUNS_DIR]                      the aggregation alone
+    fggp results SWEEP_OUT... --out DOC.md      several sweeps in one evidence document (docs/RESULTS.md)
 """
 
 from __future__ import annotations
@@ -45,6 +46,15 @@ def _report(args) -> int:
     from .sweep import report
 
     report(args.runs_dir, args.report_dir)
+    return 0
+
+
+def _results(args) -> int:
+    from .results import write_results
+
+    command = "fggp results " + " ".join(args.sweeps) + f" --out {args.out}" + (
+        f" --subject {args.subject}" if args.subject != "fggp" else "")
+    print(f"results: {write_results(args.sweeps, args.out, command, args.subject)}", flush=True)
     return 0
 
 
@@ -107,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs_dir", nargs="?", default="outputs/runs")
     p.add_argument("--report-dir", default=None, help="default: RUNS_DIR/../report")
     p.set_defaults(func=_report)
+    p = sub.add_parser("results", help="write one evidence document (tables, figures, findings) from sweeps")
+    p.add_argument("sweeps", nargs="+", metavar="SWEEP_OUT", help="a sweep's --out folder (holding runs/)")
+    p.add_argument("--out", default="docs/RESULTS.md", help="the Markdown file; figures go to its folder's results/")
+    p.add_argument("--subject", default="fggp", help="the recipe whose wins and losses the findings spell out")
+    p.set_defaults(func=_results)
     return parser
 
 

@@ -1,0 +1,280 @@
+"""The evidence document (``docs/RESULTS.md``): several sweeps' comparisons in one Markdown file.
+
+Every table, figure and sentence in it is computed from the run directories (``fggp results``), so the
+document cannot drift from the runs: rerunning the sweeps and the command rewrites it. The statistics
+are the report's (fggp.report); this module adds what a reader of the evidence asks next: where the
+method under study (``subject``, FGGP by default) wins or loses and whether that gap is noise, how many
+weights each layer keeps at the most extreme target, and what the runs cost on which machine.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from .report import (EMPTY_CELL, SETTING, TABLE_LEGEND, _expanded, _is_dense, _layer_shapes, _pruned, _recipe_order, average_rank,
+                     collapse_markdown, column_title, comparisons, layer_collapse, load_results, markdown_table,
+                     not_applicable, not_applicable_markdown, overview, paired_comparison,
+                     plot_accuracy_vs_sparsity, problems_markdown, setup_sections, setups, summary)
+from .train.checkpoint import atomic_write
+
+SUBJECT = "fggp"
+
+
+def _by_seed(runs: pd.DataFrame, label: str) -> pd.Series:
+    r = runs[runs["recipe"] == label]
+    return pd.Series(100 * r["final_test_acc"].to_numpy(float), index=r["seed"].astype(int).to_numpy())
+
+
+def subject_vs_best(df: pd.DataFrame, subject: str = SUBJECT) -> pd.DataFrame:
+    """Per setup and column where ``subject`` ran: ``subject`` against the best *other* pruned recipe
+    (highest mean), paired by seed; ``diff`` is subject minus other, so negative means it lost."""
+    s, done = _pruned(summary(df)), _expanded(df)
+    records = []
+    for setup in setups(df):
+        for col, cell in s[s["setup"] == setup].groupby(SETTING, sort=True):
+            if subject not in set(cell["recipe"]) or len(cell) < 2:
+                continue
+            others = cell[cell["recipe"] != subject].sort_values(["mean_pct", "recipe"], ascending=[False, True])
+            other = others.iloc[0]["recipe"]
+            runs = done[(done["setup"] == setup) & (done["arch"] == col[0]) & (done["initial_sparsity"] == col[1])
+                        & (done["target_sparsity"] == col[2])]
+            test = paired_comparison(_by_seed(runs, subject), _by_seed(runs, other))
+            mean = cell.set_index("recipe")["mean_pct"]
+            records.append({"setup": setup, **dict(zip(SETTING, col)), "subject": subject,
+                            "subject_mean_pct": mean[subject], "other": other, "other_mean_pct": mean[other],
+                            **{k: test[k] for k in ("pairs", "diff_mean_pct", "diff_ci95_low_pct",
+                                                    "diff_ci95_high_pct", "p_value", "verdict")}})
+    return pd.DataFrame(records)
+
+
+def subject_markdown(c: pd.DataFrame) -> str:
+    if c.empty:
+        return "(the subject recipe has no column with another pruned recipe)"
+    view = pd.DataFrame({
+        "column": [column_title(t) for t in c[SETTING].itertuples(index=False, name=None)],
+        c["subject"].iloc[0]: c["subject_mean_pct"].map(lambda x: f"{x:.1f}"),
+        "best other": [f"{o} ({m:.1f})" for o, m in zip(c["other"], c["other_mean_pct"])],
+        "difference (pp)": c["diff_mean_pct"].map(lambda x: "" if math.isnan(x) else f"{x:+.2f}"),
+        "95% CI (pp)": [f"[{lo:+.2f}, {hi:+.2f}]" if not math.isnan(lo) else ""
+                        for lo, hi in zip(c["diff_ci95_low_pct"], c["diff_ci95_high_pct"])],
+        "p": c["p_value"].map(lambda p: "" if math.isnan(p) else f"{p:.3f}"),
+        "verdict": c["verdict"],
+    })
+    return markdown_table(view, index=False)
+
+
+def layer_kept(df: pd.DataFrame, target: float | None = None) -> pd.DataFrame:
+    """Kept weights per layer of each recipe's final masks at ``target`` (default: the highest target),
+    as ``mean [min, max]`` over completed seeds; the header gives each layer's outputs and size. Counts, not
+    densities: a collapsed layer is one with fewer kept weights than outputs."""
+    done = _pruned(_expanded(df))
+    done = done[done["layer_density"].map(lambda d: isinstance(d, dict) and bool(d))] if len(done) else done
+    if done.empty:
+        return pd.DataFrame()
+    target = float(done["target_sparsity"].max()) if target is None else target
+    here = done[done["target_sparsity"] == target]
+    rows, header = {}, {}
+    several = here["setup"].nunique() > 1
+    for (setup, recipe), g in sorted(here.groupby(["setup", "recipe"]), key=lambda item: _recipe_order(item[0][1])):
+        label = f"{recipe} [{setup}]" if several else recipe
+        kept = {}
+        for density, shapes, arch in zip(g["layer_density"], g["layer_shapes"], g["arch"]):
+            sizes = ({n: (math.prod(s), int(s[0])) for n, s in shapes.items()} if isinstance(shapes, dict) and shapes
+                     else _layer_shapes(arch) or {})
+            for name, d in density.items():
+                if name not in sizes:
+                    continue
+                size, outputs = sizes[name]
+                header[name] = f"{name} ({outputs} out, {size:,})"
+                kept.setdefault(name, []).append(round(d * size))
+        rows[label] = {header[n]: f"{sum(v) / len(v):.0f} [{min(v)}, {max(v)}]" for n, v in kept.items()}
+    out = pd.DataFrame.from_dict(rows, orient="index").fillna(EMPTY_CELL)
+    out.index.name = f"recipe (n={here.groupby('recipe')['seed'].nunique().max()} seeds)"
+    out.attrs["target"] = target
+    return out
+
+
+def _result_json(run_dir) -> dict:
+    try:
+        return json.loads((Path(run_dir) / "result.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def timing(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Wall time per recipe (mean and total over its completed runs) and lines on where they ran: the
+    devices, versions, and the span from the first run's start to the last run's end."""
+    done = df[df["status"] == "completed"]
+    if done.empty:
+        return pd.DataFrame(), []
+    per = (done.groupby("recipe")["wall_seconds"].agg(runs="count", mean_s="mean", total_s="sum").reset_index())
+    per = per.assign(_r=per["recipe"].map(_recipe_order)).sort_values("_r").drop(columns="_r").set_index("recipe")
+    view = pd.DataFrame({"runs": per["runs"], "mean per run (s)": per["mean_s"].map(lambda x: f"{x:.0f}"),
+                         "total (min)": per["total_s"].map(lambda x: f"{x / 60:.1f}")})
+    results = [_result_json(d) for d in done["run_dir"]]
+    ends, starts = [], []
+    for r in results:
+        if r.get("finished_at") and r.get("wall_seconds") is not None:
+            end = datetime.fromisoformat(r["finished_at"]).timestamp()
+            ends.append(end)
+            starts.append(end - float(r["wall_seconds"]))
+    devices = sorted({r.get("device", "?") for r in results})
+    versions = sorted({", ".join(f"{k} {v}" for k, v in sorted(r.get("versions", {}).items())) for r in results})
+    lines = [f"{len(done)} completed runs, {done['wall_seconds'].sum() / 60:.1f} minutes of run time in all "
+             f"(each run's own wall clock, data loading and evaluation included).",
+             f"Device: {'; '.join(devices)}. Versions: {'; '.join(versions)}."]
+    if ends:
+        lines.append(f"From the first run's start to the last run's end: {(max(ends) - min(starts)) / 60:.1f} "
+                     "minutes (runs overlap when the sweep ran several at a time).")
+    return view, lines
+
+
+def findings(df: pd.DataFrame, subject: str = SUBJECT) -> list[str]:
+    """Plain sentences, computed from the same tables: wins, ranks, losses and whether they are noise,
+    collapsed layers by recipe, and the distance to dense."""
+    out = []
+    comps, ranks, vs = comparisons(df), average_rank(df), subject_vs_best(df, subject)
+    for setup in setups(df):
+        prefix = "" if len(setups(df)) == 1 else f"[{setup}] "
+        c = comps[comps["setup"] == setup]
+        r = ranks[ranks["setup"] == setup].reset_index(drop=True)
+        v = vs[vs["setup"] == setup] if len(vs) else vs
+        if c.empty:
+            continue
+        wins = c[c["best"] == subject]
+        if subject in set(r["recipe"]):
+            out.append(f"{prefix}{subject} has the highest mean in {len(wins)} of {len(c)} columns"
+                       + (f" ({', '.join(column_title(t) for t in wins[SETTING].itertuples(index=False, name=None))})"
+                          if len(wins) else "")
+                       + f"; separated from the runner-up (paired t test, p < 0.05) in "
+                       f"{int((wins['verdict'].str.startswith('separated')).sum())} of them.")
+            row = r[r["recipe"] == subject].iloc[0]
+            place = int(r.index[r["recipe"] == subject][0]) + 1
+            top = r.iloc[0]
+            out.append(f"{prefix}Average rank of {subject}: {row['average_rank']:.2f} over {row['columns']} columns, "
+                       f"{place} of {len(r)} pruned recipes"
+                       + (f" (best average rank: {top['recipe']}, {top['average_rank']:.2f})." if place > 1 else "."))
+        losses = v[v["subject_mean_pct"] < v["other_mean_pct"]] if len(v) else v
+        if len(losses):
+            sep = losses[losses["verdict"].str.startswith("separated")]
+            noise = int((losses["verdict"] == "within noise").sum())
+            untestable = len(losses) - len(sep) - noise
+            out.append(f"{prefix}Where another recipe's mean is higher ({len(losses)} columns), the gap to {subject} "
+                       f"is separated in {len(sep)}"
+                       + (" (" + "; ".join(f"{column_title(t)}: {o} by {-d:.2f} pp, p = {p:.3f}" for t, o, d, p in
+                                           zip(sep[SETTING].itertuples(index=False, name=None), sep["other"],
+                                               sep["diff_mean_pct"], sep["p_value"])) + ")" if len(sep) else "")
+                       + f", within noise in {noise}"
+                       + (f", not testable in {untestable} (fewer than two paired seeds)" if untestable else "") + ".")
+        s = summary(df)
+        s = s[s["setup"] == setup]
+        dense = s[[_is_dense(x) for x in s["recipe"]]]
+        pruned = _pruned(s)
+        if len(dense) and len(pruned):
+            top_target = pruned["target_sparsity"].max()
+            best = pruned[pruned["target_sparsity"] == top_target].sort_values("mean_pct").iloc[-1]
+            out.append(f"{prefix}Dense reaches {dense['mean_pct'].iloc[0]:.1f}%; at {100 * top_target:g}% sparsity the "
+                       f"best pruned mean is {best['recipe']}'s {best['mean_pct']:.1f}% "
+                       f"({best['mean_pct'] - dense['mean_pct'].iloc[0]:+.1f} pp).")
+    collapse = layer_collapse(df)
+    completed = _pruned(_expanded(df))
+    for label in sorted(set(completed["recipe"]), key=_recipe_order) if len(completed) else []:
+        mine = collapse[collapse["recipe"] == label]
+        runs = completed[completed["recipe"] == label]
+        if len(mine):
+            layers = ", ".join(sorted(set(mine["layer"])))
+            targets = ", ".join(f"{100 * t:g}%" for t in sorted(set(mine["target_sparsity"])))
+            empty = int((mine["kept"] == 0).sum())
+            out.append(f"{label}: {mine['run_id'].nunique()} of {len(runs)} runs left a layer with fewer kept weights "
+                       f"than outputs ({layers}; at {targets})"
+                       + (f"; {empty} of those layers kept no weight at all." if empty else "."))
+    if len(completed) and collapse.empty:
+        out.append("No run's final mask left any layer with fewer kept weights than outputs.")
+    return out
+
+
+def _shown_path(path) -> str:
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(Path(*p.parts[-2:])) if len(p.parts) >= 2 else str(p)
+
+
+def sweep_section(out_dir, figure_path: Path, figure_link: str, subject: str = SUBJECT, jobs: int = 2) -> str:
+    """One sweep's part of the document; writes its figure to ``figure_path`` (linked as ``figure_link``)."""
+    out_dir = Path(out_dir)
+    meta = json.loads((out_dir / "sweep.json").read_text()) if (out_dir / "sweep.json").is_file() else {}
+    df = load_results(out_dir / "runs")
+    name = meta.get("name") or out_dir.name
+    grid = _shown_path(meta["grid"]) if meta.get("grid") else "(grid file unknown)"
+    archs = ", ".join(sorted(set(df["arch"].dropna()))) or "?"
+    datasets = sorted(set(df["dataset"].dropna()))
+    lines = [f"## {name}: {archs} on {', '.join(datasets) or '?'}", "",
+             f"Grid `{grid}`; reproduce with `fggp sweep {grid} --jobs {jobs} --out {_shown_path(out_dir)}`. "
+             + overview(df), ""]
+    lines += ["### What the numbers show", "", *[f"- {x}" for x in findings(df, subject)], ""]
+    lines += ["### Final test accuracy (%)", "", TABLE_LEGEND, "", setup_sections(df), ""]
+    fig = plot_accuracy_vs_sparsity(df)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    figure_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(figure_path, lambda f: f.write(buffer.getvalue()))
+    lines += [f"![accuracy vs sparsity, {name}]({figure_link})", ""]
+    vs = subject_vs_best(df, subject)
+    if len(vs):
+        lines += [f"### {subject} against the best other recipe, paired by seed", "",
+                  f"Difference = {subject} − the other recipe with the highest mean in the column; negative: "
+                  f"{subject} is behind.", "", subject_markdown(vs), ""]
+    kept = layer_kept(df)
+    if not kept.empty:
+        lines += [f"### Kept weights per layer at {100 * kept.attrs['target']:g}% sparsity", "",
+                  "Mean over seeds, [min, max] in brackets; the header gives each layer's outputs and size.", "",
+                  markdown_table(kept), ""]
+    lines += ["### Layer collapse", "", "Runs whose final mask left a layer with fewer kept weights than the "
+              "layer has outputs (some outputs then ignore the input).", "", collapse_markdown(df), ""]
+    if len(not_applicable(df)):
+        lines += ["### Not applicable", "", not_applicable_markdown(df), ""]
+    lines += ["### Problems", "", problems_markdown(df), ""]
+    view, machine = timing(df)
+    if len(machine):
+        lines += ["### Time", "", *machine, "", markdown_table(view), ""]
+    return "\n".join(lines)
+
+
+def results_markdown(out_dirs: list, doc_path, command: str, subject: str = SUBJECT) -> str:
+    """The whole document; figures land in ``<doc folder>/results/<sweep name>.png``."""
+    doc_path = Path(doc_path)
+    sections = []
+    for out_dir in out_dirs:
+        meta_path = Path(out_dir) / "sweep.json"
+        name = (json.loads(meta_path.read_text()).get("name") if meta_path.is_file() else None) or Path(out_dir).name
+        figure = doc_path.parent / "results" / f"{name}.png"
+        sections.append(sweep_section(out_dir, figure, f"results/{name}.png", subject))
+    head = ["# Results", "",
+            f"Generated by `{command}` from the run directories, not typed: every number, table, figure and "
+            "sentence below is computed from the runs' `result.json` files. Final test accuracy at the end of "
+            "training; 95% t intervals over seeds; 'separated' means a paired t test over seeds (same seed = "
+            "same initialization and data order) gives p < 0.05, 'within noise' that it does not. See "
+            "docs/report.md for how to read the tables.", ""]
+    return "\n".join(head + sections)
+
+
+def write_results(out_dirs: list, doc_path, command: str, subject: str = SUBJECT) -> Path:
+    """Check every sweep folder first, then write the document (and its figures) atomically."""
+    for d in out_dirs:
+        if not (Path(d) / "runs").is_dir():
+            raise ValueError(f"sweep: {str(d)!r} has no runs/ folder (pass a sweep's --out directory)")
+    doc_path = Path(doc_path)
+    text = results_markdown(out_dirs, doc_path, command, subject)
+    atomic_write(doc_path, lambda f: f.write(text.encode()))
+    return doc_path
+
+
+__all__ = ["subject_vs_best", "layer_kept", "timing", "findings", "results_markdown", "write_results", "SUBJECT"]
