@@ -149,11 +149,13 @@ def findings(df: pd.DataFrame, subject: str = SUBJECT) -> list[str]:
             continue
         wins = c[c["best"] == subject]
         if subject in set(r["recipe"]):
-            out.append(f"{prefix}{subject} has the highest mean in {len(wins)} of {len(c)} columns"
-                       + (f" ({', '.join(column_title(t) for t in wins[SETTING].itertuples(index=False, name=None))})"
-                          if len(wins) else "")
-                       + f"; separated from the runner-up (paired t test, p < 0.05) in "
-                       f"{int((wins['verdict'].str.startswith('separated')).sum())} of them.")
+            if len(wins):
+                titles = ", ".join(column_title(t) for t in wins[SETTING].itertuples(index=False, name=None))
+                out.append(f"{prefix}{subject} has the highest mean in {len(wins)} of {len(c)} columns ({titles}); "
+                           f"separated from the runner-up (paired t test, p < 0.05) in "
+                           f"{int((wins['verdict'].str.startswith('separated')).sum())} of them.")
+            else:
+                out.append(f"{prefix}{subject} has the highest mean in none of its {len(c)} column{'s' * (len(c) != 1)}.")
             row = r[r["recipe"] == subject].iloc[0]
             place = int(r.index[r["recipe"] == subject][0]) + 1
             top = r.iloc[0]

@@ -43,8 +43,8 @@ def _task_processes(controller_pid: int) -> list[int]:
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the job's process through /proc")
 def test_signalled_job_requeues_and_resumes(tmp_path):
-    config = RunConfig(arch="tiny", dataset="synthetic", recipe="fggp", target_sparsity=0.9, epochs=8,
-                       prune_end_epoch=4, prune_every=20, deterministic=True, progress=False)
+    config = RunConfig(arch="tiny", dataset="synthetic", recipe="fggp", target_sparsity=0.9, epochs=5,
+                       prune_end_epoch=3, prune_every=20, deterministic=True, progress=False)
     reference = run(config, tmp_path / "reference")
     runs_dir = tmp_path / "runs"
     job = submit_point(make_submitit_executor("submitit-local", ClusterOptions(folder=tmp_path / "submitit")),

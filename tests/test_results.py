@@ -85,3 +85,11 @@ def test_results_cli_refuses_a_folder_without_runs_in_one_line(tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert err.startswith("fggp: error: sweep: ") and "no runs/ folder" in err and "\n" not in err
     assert not (tmp_path / "R.md").exists()
+
+
+def test_findings_name_other_subjects_and_say_none_when_the_subject_never_leads(sweep):
+    _, df = sweep
+    assert "gmp has the highest mean in 1 of 3 columns (tiny · 90%)" in "\n".join(findings(df, "gmp"))
+    lines = findings(df, "global_mp")  # only in the epochs=8 setup, where gmp's 99.0 beats its 98.5
+    assert any(x.endswith("global_mp has the highest mean in none of its 1 column.") for x in lines)
+    assert not any(x.startswith("[epochs=15") and "global_mp has" in x for x in lines)
