@@ -720,7 +720,8 @@ def plot_accuracy_vs_sparsity(df: pd.DataFrame) -> Figure:
     if len(cells) and (cells["collapsed_runs"] > 0).any():
         handles["cross: a run collapsed a layer"] = Line2D([], [], ls="", marker="x", ms=8, mew=1.5, color="k")
     fig.legend(list(handles.values()), [f"{k} (dashed)" if _is_dense(k) else k for k in handles],
-               loc="outside lower center", ncols=min(4, len(handles)), fontsize="small", frameon=False)
+               loc="outside lower center", ncols=min(4, 2 * len(panels), len(handles)), fontsize="small",
+               frameon=False)
     return fig
 
 
@@ -885,7 +886,7 @@ def write_report(runs_dir: str | os.PathLike, report_dir: str | os.PathLike) -> 
     fig = plot_accuracy_vs_sparsity(df)
     for fmt in ("png", "svg"):
         buffer = io.BytesIO()
-        fig.savefig(buffer, format=fmt, dpi=150)
+        fig.savefig(buffer, format=fmt, dpi=150, bbox_inches="tight")
         atomic_write(paths[f"{FIGURE_NAME}.{fmt}"], lambda f: f.write(buffer.getvalue()))
     return paths
 

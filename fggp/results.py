@@ -225,7 +225,7 @@ def sweep_section(out_dir, figure_path: Path, figure_link: str, subject: str = S
     lines += ["### Final test accuracy (%)", "", TABLE_LEGEND, "", setup_sections(df), ""]
     fig = plot_accuracy_vs_sparsity(df)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     figure_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(figure_path, lambda f: f.write(buffer.getvalue()))
     lines += [f"![accuracy vs sparsity, {name}]({figure_link})", ""]
