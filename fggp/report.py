@@ -757,7 +757,7 @@ def markdown_table(frame: pd.DataFrame, index: bool = True, empty: str = "(none)
 
 
 def _signed(x: float) -> str:
-    return "" if math.isnan(x) else f"{x:+.1f}"
+    return "" if math.isnan(x) else f"{x:+.2f}"  # two decimals: gaps between good recipes are often < 0.1 pp
 
 
 def comparisons_markdown(c: pd.DataFrame) -> str:
@@ -768,7 +768,7 @@ def comparisons_markdown(c: pd.DataFrame) -> str:
         "column": [column_title(t) for t in c[SETTING].itertuples(index=False, name=None)],
         "best": c["best"], "runner-up": c["runner_up"].fillna(EMPTY_CELL), "pairs": c["pairs"],
         "best − runner-up (pp)": c["diff_mean_pct"].map(_signed),
-        "95% CI (pp)": [f"[{lo:+.1f}, {hi:+.1f}]" if not math.isnan(lo) else ""
+        "95% CI (pp)": [f"[{lo:+.2f}, {hi:+.2f}]" if not math.isnan(lo) else ""
                         for lo, hi in zip(c["diff_ci95_low_pct"], c["diff_ci95_high_pct"])],
         "p": c["p_value"].map(lambda p: "" if math.isnan(p) else f"{p:.3f}"),
         "verdict": c["verdict"],
