@@ -400,7 +400,7 @@ def test_write_report_writes_every_file(results, tmp_path):
     h = T2 / math.sqrt(3)
     assert f"| dense | 96.0 [{96 - h:.1f}, {96 + h:.1f}] n=3 | 96.0 [{96 - h:.1f}, {96 + h:.1f}] n=3 |" in md
     assert "### Setup: epochs=8, prune_end_epoch=8" in md and "### Setup: epochs=15, prune_end_epoch=10" in md
-    assert "| tiny · 90% | gmp | fggp | 3 | +1.0 |" in md and "within noise" in md
+    assert "| tiny · 90% | gmp | fggp | 3 | +1.00 |" in md and "within noise" in md
     assert all(ids[s] in md for s in ("failed", "diverged", "incomplete", "missing"))  # full ids: directories
     summary_csv = pd.read_csv(paths["summary.csv"])
     assert len(summary_csv) == len(EXPECTED) + 2
