@@ -63,7 +63,7 @@ def subject_markdown(c: pd.DataFrame) -> str:
         "difference (pp)": c["diff_mean_pct"].map(lambda x: "" if math.isnan(x) else f"{x:+.2f}"),
         "95% CI (pp)": [f"[{lo:+.2f}, {hi:+.2f}]" if not math.isnan(lo) else ""
                         for lo, hi in zip(c["diff_ci95_low_pct"], c["diff_ci95_high_pct"])],
-        "p": c["p_value"].map(lambda p: "" if math.isnan(p) else f"{p:.3f}"),
+        "p": c["p_value"].map(lambda p: "" if math.isnan(p) else f"{p:.3g}"),
         "verdict": c["verdict"],
     })
     return markdown_table(view, index=False)
@@ -135,9 +135,30 @@ def timing(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return view, lines
 
 
+def identical_masks(df: pd.DataFrame) -> pd.DataFrame:
+    """Pairs of pruned recipes whose final masks are the same on every seed of a column (both complete on
+    the same two or more seeds): e.g. global_mp and gmp wherever the floor never binds. Read from each
+    run's ``mask_hash``."""
+    done = _pruned(_expanded(df))
+    records = []
+    if done.empty:
+        return pd.DataFrame(columns=["setup", *SETTING, "recipes", "seeds"])
+    done = done.assign(mask=[_result_json(d).get("mask_hash") for d in done["run_dir"]])
+    for key, col in done.groupby(["setup", *SETTING], sort=True):
+        masks = {label: dict(zip(g["seed"].astype(int), g["mask"])) for label, g in col.groupby("recipe")}
+        labels = sorted(masks, key=_recipe_order)
+        for i, a in enumerate(labels):
+            for b in labels[i + 1:]:
+                seeds = sorted(set(masks[a]) & set(masks[b]))
+                if len(seeds) >= 2 and set(masks[a]) == set(masks[b]) and all(
+                        masks[a][s] is not None and masks[a][s] == masks[b][s] for s in seeds):
+                    records.append(dict(zip(["setup", *SETTING], key), recipes=f"{a} = {b}", seeds=len(seeds)))
+    return pd.DataFrame(records, columns=["setup", *SETTING, "recipes", "seeds"])
+
+
 def findings(df: pd.DataFrame, subject: str = SUBJECT) -> list[str]:
     """Plain sentences, computed from the same tables: wins, ranks, losses and whether they are noise,
-    collapsed layers by recipe, and the distance to dense."""
+    the distance to dense, recipes that chose the very same masks, and collapsed layers by recipe."""
     out = []
     comps, ranks, vs = comparisons(df), average_rank(df), subject_vs_best(df, subject)
     for setup in setups(df):
@@ -169,7 +190,7 @@ def findings(df: pd.DataFrame, subject: str = SUBJECT) -> list[str]:
             untestable = len(losses) - len(sep) - noise
             out.append(f"{prefix}Where another recipe's mean is higher ({len(losses)} columns), the gap to {subject} "
                        f"is separated in {len(sep)}"
-                       + (" (" + "; ".join(f"{column_title(t)}: {o} by {-d:.2f} pp, p = {p:.3f}" for t, o, d, p in
+                       + (" (" + "; ".join(f"{column_title(t)}: {o} by {-d:.2f} pp, p = {p:.3g}" for t, o, d, p in
                                            zip(sep[SETTING].itertuples(index=False, name=None), sep["other"],
                                                sep["diff_mean_pct"], sep["p_value"])) + ")" if len(sep) else "")
                        + f", within noise in {noise}"
@@ -184,6 +205,10 @@ def findings(df: pd.DataFrame, subject: str = SUBJECT) -> list[str]:
             out.append(f"{prefix}Dense reaches {dense['mean_pct'].iloc[0]:.1f}%; at {100 * top_target:g}% sparsity the "
                        f"best pruned mean is {best['recipe']}'s {best['mean_pct']:.1f}% "
                        f"({best['mean_pct'] - dense['mean_pct'].iloc[0]:+.1f} pp).")
+    same = identical_masks(df)
+    for pair, g in same.groupby("recipes", sort=False):
+        columns = ", ".join(column_title(t) for t in g[SETTING].itertuples(index=False, name=None))
+        out.append(f"{pair.replace(' = ', ' and ')} chose identical final masks on every seed at {columns}.")
     collapse = layer_collapse(df)
     completed = _pruned(_expanded(df))
     for label in sorted(set(completed["recipe"]), key=_recipe_order) if len(completed) else []:
@@ -279,4 +304,4 @@ def write_results(out_dirs: list, doc_path, command: str, subject: str = SUBJECT
     return doc_path
 
 
-__all__ = ["subject_vs_best", "layer_kept", "timing", "findings", "results_markdown", "write_results", "SUBJECT"]
+__all__ = ["subject_vs_best", "identical_masks", "layer_kept", "timing", "findings", "results_markdown", "write_results", "SUBJECT"]

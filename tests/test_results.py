@@ -93,3 +93,22 @@ def test_findings_name_other_subjects_and_say_none_when_the_subject_never_leads(
     lines = findings(df, "global_mp")  # only in the epochs=8 setup, where gmp's 99.0 beats its 98.5
     assert any(x.endswith("global_mp has the highest mean in none of its 1 column.") for x in lines)
     assert not any(x.startswith("[epochs=15") and "global_mp has" in x for x in lines)
+
+
+def test_identical_masks_need_every_seed_the_same(tmp_path):
+    from fggp.results import identical_masks
+    from test_report import config, write_run
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    hashes = {("gmp", 1): "a", ("gmp", 2): "b", ("global_mp", 1): "a", ("global_mp", 2): "b",
+              ("fggp", 1): "a", ("fggp", 2): "c"}  # fggp matches on seed 1 only: not identical
+    for (recipe, seed), h in hashes.items():
+        write_run(runs, config(recipe, 0.9, seed), "completed", 0.9, mask_hash=h)
+    write_run(runs, config("gmp", 0.95, 1), "completed", 0.9, mask_hash="x")  # one seed: not enough to say
+    write_run(runs, config("global_mp", 0.95, 1), "completed", 0.9, mask_hash="x")
+    same = identical_masks(load_results(runs))
+    assert list(same["recipes"]) == ["gmp = global_mp"] and list(same["target_sparsity"]) == [0.9]
+    assert list(same["seeds"]) == [2]
+    lines = findings(load_results(runs))
+    assert "gmp and global_mp chose identical final masks on every seed at tiny · 90%." in lines
