@@ -156,6 +156,23 @@ def identical_masks(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(records, columns=["setup", *SETTING, "recipes", "seeds"])
 
 
+def at_chance(df: pd.DataFrame, margin_pct: float = 0.5) -> pd.DataFrame:
+    """Every completed pruned run with whether its final accuracy is at chance (<= 1/classes + margin); the
+    classes are the outputs of the architecture's last layer (10 for an arch this session does not know)."""
+    done = _pruned(_expanded(df))
+    if done.empty:
+        return pd.DataFrame(columns=["recipe", "target_sparsity", "seed", "at_chance"])
+
+    def classes(arch):
+        shapes = _layer_shapes(arch) if isinstance(arch, str) else None
+        return list(shapes.values())[-1][1] if shapes else 10
+
+    limit = [1 / classes(a) + margin_pct / 100 for a in done["arch"]]
+    out = done.assign(at_chance=done["final_test_acc"].to_numpy(float) <= limit)
+    out = out.assign(_r=out["recipe"].map(_recipe_order)).sort_values(["_r", "target_sparsity", "seed"])
+    return out[["recipe", "target_sparsity", "seed", "at_chance"]].reset_index(drop=True)
+
+
 def findings(df: pd.DataFrame, subject: str = SUBJECT) -> list[str]:
     """Plain sentences, computed from the same tables: wins, ranks, losses and whether they are noise,
     the distance to dense, recipes that chose the very same masks, and collapsed layers by recipe."""
@@ -188,7 +205,7 @@ def findings(df: pd.DataFrame, subject: str = SUBJECT) -> list[str]:
             sep = losses[losses["verdict"].str.startswith("separated")]
             noise = int((losses["verdict"] == "within noise").sum())
             untestable = len(losses) - len(sep) - noise
-            out.append(f"{prefix}Where another recipe's mean is higher ({len(losses)} columns), the gap to {subject} "
+            out.append(f"{prefix}Where another recipe's mean is higher ({len(losses)} column{'s' * (len(losses) != 1)}), the gap to {subject} "
                        f"is separated in {len(sep)}"
                        + (" (" + "; ".join(f"{column_title(t)}: {o} by {-d:.2f} pp, p = {p:.3g}" for t, o, d, p in
                                            zip(sep[SETTING].itertuples(index=False, name=None), sep["other"],
@@ -205,6 +222,13 @@ def findings(df: pd.DataFrame, subject: str = SUBJECT) -> list[str]:
             out.append(f"{prefix}Dense reaches {dense['mean_pct'].iloc[0]:.1f}%; at {100 * top_target:g}% sparsity the "
                        f"best pruned mean is {best['recipe']}'s {best['mean_pct']:.1f}% "
                        f"({best['mean_pct'] - dense['mean_pct'].iloc[0]:+.1f} pp).")
+    chance = at_chance(df)
+    if len(chance):
+        parts = [f"{label} {int(g['at_chance'].sum())} of {len(g)} at {100 * t:g}%"
+                 for (label, t), g in chance.groupby(["recipe", "target_sparsity"], sort=False) if g["at_chance"].any()]
+        if parts:
+            out.append("At chance accuracy (at most 1/classes + 0.5 pp: the network answers one class): "
+                       + "; ".join(parts) + ".")
     same = identical_masks(df)
     for pair, g in same.groupby("recipes", sort=False):
         columns = ", ".join(column_title(t) for t in g[SETTING].itertuples(index=False, name=None))
@@ -304,4 +328,4 @@ def write_results(out_dirs: list, doc_path, command: str, subject: str = SUBJECT
     return doc_path
 
 
-__all__ = ["subject_vs_best", "identical_masks", "layer_kept", "timing", "findings", "results_markdown", "write_results", "SUBJECT"]
+__all__ = ["subject_vs_best", "identical_masks", "at_chance", "layer_kept", "timing", "findings", "results_markdown", "write_results", "SUBJECT"]

@@ -112,3 +112,21 @@ def test_identical_masks_need_every_seed_the_same(tmp_path):
     assert list(same["seeds"]) == [2]
     lines = findings(load_results(runs))
     assert "gmp and global_mp chose identical final masks on every seed at tiny · 90%." in lines
+
+
+def test_runs_at_chance_are_counted_per_recipe_and_target(tmp_path):
+    from fggp.results import at_chance
+    from test_report import config, write_run
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    shapes = {"features.0.weight": [16, 3, 3, 3], "classifier.weight": [10, 64]}
+    for recipe, accs in {"gmp": [0.1, 0.104, 0.106], "global_mp": [0.2, 0.1, 0.3]}.items():
+        for seed, acc in enumerate(accs, start=1):
+            write_run(runs, config(recipe, 0.99, seed), "completed", acc, layer_shapes=shapes)
+    df = load_results(runs)
+    flags = at_chance(df).set_index(["recipe", "seed"])["at_chance"]
+    assert flags[("gmp", 1)] and flags[("gmp", 2)] and not flags[("gmp", 3)]  # 10.6% > 10% + 0.5 pp
+    assert list(flags.loc["global_mp"]) == [False, True, False]
+    assert ("At chance accuracy (at most 1/classes + 0.5 pp: the network answers one class): gmp 2 of 3 at 99%; "
+            "global_mp 1 of 3 at 99%.") in findings(df)
