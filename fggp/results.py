@@ -197,8 +197,11 @@ def findings(df: pd.DataFrame, subject: str = SUBJECT) -> list[str]:
             row = r[r["recipe"] == subject].iloc[0]
             place = int(r.index[r["recipe"] == subject][0]) + 1
             top = r.iloc[0]
+            tied = [x for x, a in zip(r["recipe"], r["average_rank"])
+                    if x != subject and math.isclose(a, row["average_rank"], abs_tol=1e-9)]
             out.append(f"{prefix}Average rank of {subject}: {row['average_rank']:.2f} over {row['columns']} columns, "
                        f"{place} of {len(r)} pruned recipes"
+                       + (f", tied with {', '.join(tied)}" if tied else "")
                        + (f" (best average rank: {top['recipe']}, {top['average_rank']:.2f})." if place > 1 else "."))
         losses = v[v["subject_mean_pct"] < v["other_mean_pct"]] if len(v) else v
         if len(losses):
