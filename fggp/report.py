@@ -45,7 +45,7 @@ from .train.checkpoint import atomic_write, epochs_done
 COLUMNS = ["run_id", "arch", "dataset", "recipe", "target_sparsity", "initial_sparsity", "seed", "status",
            "final_test_acc", "best_test_acc", "final_sparsity", "epochs_done", "wall_seconds", "error",
            "diverged_step", "reason", "variant", "setup", "layer_density", "layer_shapes", "prunable_weights",
-           "run_dir"]
+           "mask_hash", "finished_at", "device", "versions", "run_dir"]
 SETTING = ["arch", "initial_sparsity", "target_sparsity"]
 STAT_COLUMNS = ["n", "mean_pct", "std_pct", "ci95_low_pct", "ci95_high_pct"]
 SUMMARY_COLUMNS = ["setup", *SETTING, "recipe", *STAT_COLUMNS]
@@ -90,7 +90,8 @@ def _row(run_id, config: dict, status: str, run_dir: Path | None, result: dict |
         "status": status,
         **{k: result.get(k) for k in ("final_test_acc", "best_test_acc", "final_sparsity", "epochs_done",
                                       "wall_seconds", "error", "diverged_step", "layer_density",
-                                      "layer_shapes", "prunable_weights")},
+                                      "layer_shapes", "prunable_weights", "mask_hash", "finished_at", "device",
+                                      "versions")},
         "run_dir": None if run_dir is None else str(run_dir),
     }
     row.update(extra)
@@ -395,15 +396,22 @@ def comparisons(df: pd.DataFrame) -> pd.DataFrame:
                 records.append({**record, "runner_up": None, "pairs": 0, "verdict": "no runner-up"})
                 continue
             record["runner_up"] = ranked.iloc[1]["recipe"]
-            runs = done[(done["setup"] == setup) & (done["arch"] == col[0]) & (done["initial_sparsity"] == col[1])
-                        & (done["target_sparsity"] == col[2])]
-
-            def by_seed(label):
-                r = runs[runs["recipe"] == label]
-                return pd.Series(100 * r["final_test_acc"].to_numpy(float), index=r["seed"].astype(int).to_numpy())
-
-            records.append({**record, **paired_comparison(by_seed(record["best"]), by_seed(record["runner_up"]))})
+            runs = column_runs(done, setup, col)
+            records.append({**record, **paired_comparison(accuracy_by_seed(runs, record["best"]),
+                                                           accuracy_by_seed(runs, record["runner_up"]))})
     return pd.DataFrame(records, columns=COMPARISON_COLUMNS)
+
+
+def column_runs(done: pd.DataFrame, setup: str, col: tuple) -> pd.DataFrame:
+    """The rows of ``done`` (as ``_expanded`` gives them) in one setup's column (arch, initial, target)."""
+    return done[(done["setup"] == setup) & (done["arch"] == col[0]) & (done["initial_sparsity"] == col[1])
+                & (done["target_sparsity"] == col[2])]
+
+
+def accuracy_by_seed(runs: pd.DataFrame, label: str) -> pd.Series:
+    """One recipe label's final accuracies in percent, indexed by seed: what ``paired_comparison`` pairs."""
+    r = runs[runs["recipe"] == label]
+    return pd.Series(100 * r["final_test_acc"].to_numpy(float), index=r["seed"].astype(int).to_numpy())
 
 
 def format_cell(mean: float, low: float, high: float, n: int) -> str:

@@ -17,18 +17,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .report import (EMPTY_CELL, SETTING, TABLE_LEGEND, _expanded, _is_dense, _layer_shapes, _pruned, _recipe_order, average_rank,
-                     collapse_markdown, column_title, comparisons, layer_collapse, load_results, markdown_table,
-                     not_applicable, not_applicable_markdown, overview, paired_comparison,
-                     plot_accuracy_vs_sparsity, problems_markdown, setup_sections, setups, summary)
+from .report import (EMPTY_CELL, SETTING, TABLE_LEGEND, _expanded, _is_dense, _layer_shapes, _pruned, _recipe_order,
+                     accuracy_by_seed, average_rank, collapse_markdown, column_runs, column_title, comparisons,
+                     layer_collapse, load_results, markdown_table, not_applicable, not_applicable_markdown, overview,
+                     paired_comparison, plot_accuracy_vs_sparsity, problems_markdown, setup_sections, setups, summary)
 from .train.checkpoint import atomic_write
 
 SUBJECT = "fggp"
-
-
-def _by_seed(runs: pd.DataFrame, label: str) -> pd.Series:
-    r = runs[runs["recipe"] == label]
-    return pd.Series(100 * r["final_test_acc"].to_numpy(float), index=r["seed"].astype(int).to_numpy())
 
 
 def subject_vs_best(df: pd.DataFrame, subject: str = SUBJECT) -> pd.DataFrame:
@@ -42,9 +37,8 @@ def subject_vs_best(df: pd.DataFrame, subject: str = SUBJECT) -> pd.DataFrame:
                 continue
             others = cell[cell["recipe"] != subject].sort_values(["mean_pct", "recipe"], ascending=[False, True])
             other = others.iloc[0]["recipe"]
-            runs = done[(done["setup"] == setup) & (done["arch"] == col[0]) & (done["initial_sparsity"] == col[1])
-                        & (done["target_sparsity"] == col[2])]
-            test = paired_comparison(_by_seed(runs, subject), _by_seed(runs, other))
+            runs = column_runs(done, setup, col)
+            test = paired_comparison(accuracy_by_seed(runs, subject), accuracy_by_seed(runs, other))
             mean = cell.set_index("recipe")["mean_pct"]
             records.append({"setup": setup, **dict(zip(SETTING, col)), "subject": subject,
                             "subject_mean_pct": mean[subject], "other": other, "other_mean_pct": mean[other],
@@ -100,13 +94,6 @@ def layer_kept(df: pd.DataFrame, target: float | None = None) -> pd.DataFrame:
     return out
 
 
-def _result_json(run_dir) -> dict:
-    try:
-        return json.loads((Path(run_dir) / "result.json").read_text())
-    except (OSError, ValueError, TypeError):
-        return {}
-
-
 def timing(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Wall time per recipe (mean and total over its completed runs) and lines on where they ran: the
     devices, versions, and the span from the first run's start to the last run's end."""
@@ -117,15 +104,12 @@ def timing(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     per = per.assign(_r=per["recipe"].map(_recipe_order)).sort_values("_r").drop(columns="_r").set_index("recipe")
     view = pd.DataFrame({"runs": per["runs"], "mean per run (s)": per["mean_s"].map(lambda x: f"{x:.0f}"),
                          "total (min)": per["total_s"].map(lambda x: f"{x / 60:.1f}")})
-    results = [_result_json(d) for d in done["run_dir"]]
-    ends, starts = [], []
-    for r in results:
-        if r.get("finished_at") and r.get("wall_seconds") is not None:
-            end = datetime.fromisoformat(r["finished_at"]).timestamp()
-            ends.append(end)
-            starts.append(end - float(r["wall_seconds"]))
-    devices = sorted({r.get("device", "?") for r in results})
-    versions = sorted({", ".join(f"{k} {v}" for k, v in sorted(r.get("versions", {}).items())) for r in results})
+    timed = done[done["finished_at"].notna() & done["wall_seconds"].notna()]
+    ends = [datetime.fromisoformat(t).timestamp() for t in timed["finished_at"]]
+    starts = [end - w for end, w in zip(ends, timed["wall_seconds"])]
+    devices = sorted({d if isinstance(d, str) else "?" for d in done["device"]})
+    versions = sorted({", ".join(f"{k} {v}" for k, v in sorted(v.items())) if isinstance(v, dict) else ""
+                       for v in done["versions"]})
     lines = [f"{len(done)} completed runs, {done['wall_seconds'].sum() / 60:.1f} minutes of run time in all "
              f"(each run's own wall clock, data loading and evaluation included).",
              f"Device: {'; '.join(devices)}. Versions: {'; '.join(versions)}."]
@@ -143,9 +127,8 @@ def identical_masks(df: pd.DataFrame) -> pd.DataFrame:
     records = []
     if done.empty:
         return pd.DataFrame(columns=["setup", *SETTING, "recipes", "seeds"])
-    done = done.assign(mask=[_result_json(d).get("mask_hash") for d in done["run_dir"]])
     for key, col in done.groupby(["setup", *SETTING], sort=True):
-        masks = {label: dict(zip(g["seed"].astype(int), g["mask"])) for label, g in col.groupby("recipe")}
+        masks = {label: dict(zip(g["seed"].astype(int), g["mask_hash"])) for label, g in col.groupby("recipe")}
         labels = sorted(masks, key=_recipe_order)
         for i, a in enumerate(labels):
             for b in labels[i + 1:]:
@@ -173,13 +156,18 @@ def at_chance(df: pd.DataFrame, margin_pct: float = 0.5) -> pd.DataFrame:
     return out[["recipe", "target_sparsity", "seed", "at_chance"]].reset_index(drop=True)
 
 
+def _columns(n: int) -> str:
+    return f"{n} column{'s' * (n != 1)}"
+
+
 def findings(df: pd.DataFrame, subject: str = SUBJECT) -> list[str]:
     """Plain sentences, computed from the same tables: wins, ranks, losses and whether they are noise,
     the distance to dense, recipes that chose the very same masks, and collapsed layers by recipe."""
     out = []
     comps, ranks, vs = comparisons(df), average_rank(df), subject_vs_best(df, subject)
-    for setup in setups(df):
-        prefix = "" if len(setups(df)) == 1 else f"[{setup}] "
+    all_setups, table = setups(df), summary(df)
+    for setup in all_setups:
+        prefix = "" if len(all_setups) == 1 else f"[{setup}] "
         c = comps[comps["setup"] == setup]
         r = ranks[ranks["setup"] == setup].reset_index(drop=True)
         v = vs[vs["setup"] == setup] if len(vs) else vs
@@ -193,7 +181,7 @@ def findings(df: pd.DataFrame, subject: str = SUBJECT) -> list[str]:
                            f"separated from the runner-up (paired t test, p < 0.05) in "
                            f"{int((wins['verdict'].str.startswith('separated')).sum())} of them.")
             else:
-                out.append(f"{prefix}{subject} has the highest mean in none of its {len(c)} column{'s' * (len(c) != 1)}.")
+                out.append(f"{prefix}{subject} has the highest mean in none of its {_columns(len(c))}.")
             row = r[r["recipe"] == subject].iloc[0]
             place = int(r.index[r["recipe"] == subject][0]) + 1
             top = r.iloc[0]
@@ -208,15 +196,14 @@ def findings(df: pd.DataFrame, subject: str = SUBJECT) -> list[str]:
             sep = losses[losses["verdict"].str.startswith("separated")]
             noise = int((losses["verdict"] == "within noise").sum())
             untestable = len(losses) - len(sep) - noise
-            out.append(f"{prefix}Where another recipe's mean is higher ({len(losses)} column{'s' * (len(losses) != 1)}), the gap to {subject} "
+            out.append(f"{prefix}Where another recipe's mean is higher ({_columns(len(losses))}), the gap to {subject} "
                        f"is separated in {len(sep)}"
                        + (" (" + "; ".join(f"{column_title(t)}: {o} by {-d:.2f} pp, p = {p:.3g}" for t, o, d, p in
                                            zip(sep[SETTING].itertuples(index=False, name=None), sep["other"],
                                                sep["diff_mean_pct"], sep["p_value"])) + ")" if len(sep) else "")
                        + f", within noise in {noise}"
                        + (f", not testable in {untestable} (fewer than two paired seeds)" if untestable else "") + ".")
-        s = summary(df)
-        s = s[s["setup"] == setup]
+        s = table[table["setup"] == setup]
         dense = s[[_is_dense(x) for x in s["recipe"]]]
         pruned = _pruned(s)
         if len(dense) and len(pruned):
@@ -261,12 +248,19 @@ def _shown_path(path) -> str:
         return str(Path(*p.parts[-2:])) if len(p.parts) >= 2 else str(p)
 
 
+def _sweep_meta(out_dir: Path) -> dict:
+    """sweep.json's grid and name (the folder's name when the sweep gave none or there is no sweep.json)."""
+    path = out_dir / "sweep.json"
+    meta = json.loads(path.read_text()) if path.is_file() else {}
+    return {"grid": meta.get("grid"), "name": meta.get("name") or out_dir.name}
+
+
 def sweep_section(out_dir, figure_path: Path, figure_link: str, subject: str = SUBJECT, jobs: int = 2) -> str:
     """One sweep's part of the document; writes its figure to ``figure_path`` (linked as ``figure_link``)."""
     out_dir = Path(out_dir)
-    meta = json.loads((out_dir / "sweep.json").read_text()) if (out_dir / "sweep.json").is_file() else {}
+    meta = _sweep_meta(out_dir)
     df = load_results(out_dir / "runs")
-    name = meta.get("name") or out_dir.name
+    name = meta["name"]
     grid = _shown_path(meta["grid"]) if meta.get("grid") else "(grid file unknown)"
     archs = ", ".join(sorted(set(df["arch"].dropna()))) or "?"
     datasets = sorted(set(df["dataset"].dropna()))
@@ -307,8 +301,7 @@ def results_markdown(out_dirs: list, doc_path, command: str, subject: str = SUBJ
     doc_path = Path(doc_path)
     sections = []
     for out_dir in out_dirs:
-        meta_path = Path(out_dir) / "sweep.json"
-        name = (json.loads(meta_path.read_text()).get("name") if meta_path.is_file() else None) or Path(out_dir).name
+        name = _sweep_meta(Path(out_dir))["name"]
         figure = doc_path.parent / "results" / f"{name}.png"
         sections.append(sweep_section(out_dir, figure, f"results/{name}.png", subject))
     head = ["# Results", "",
@@ -331,4 +324,5 @@ def write_results(out_dirs: list, doc_path, command: str, subject: str = SUBJECT
     return doc_path
 
 
-__all__ = ["subject_vs_best", "identical_masks", "at_chance", "layer_kept", "timing", "findings", "results_markdown", "write_results", "SUBJECT"]
+__all__ = ["subject_vs_best", "identical_masks", "at_chance", "layer_kept", "timing", "findings", "results_markdown",
+           "write_results", "SUBJECT"]
