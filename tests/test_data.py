@@ -9,13 +9,17 @@ import hashlib
 import urllib.error
 import urllib.request
 
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
-
-from torchvision.datasets import MNIST, FashionMNIST
+import torchvision.datasets
+from torchvision.datasets import CIFAR10, MNIST, FashionMNIST
 
 from fggp.data import (
+    CIFAR10_MD5,
     IDX_SOURCES,
     DatasetChecksumError,
     DatasetUnavailableError,
@@ -96,6 +100,27 @@ def test_cifar10_missing_gives_one_clear_error(tmp_path, download):
         assert part in msg
     if download:
         assert "network disabled in tests" in msg
+
+
+def test_cifar10_constants_are_torchvisions():
+    """fggp writes CIFAR-10's names, url and md5s out (so that importing it skips torchvision); they must
+    stay the ones torchvision downloads and checks."""
+    from fggp.data.datasets import CIFAR10_ARCHIVE, CIFAR10_FOLDER, CIFAR10_URL
+
+    assert (CIFAR10_FOLDER, CIFAR10_ARCHIVE, CIFAR10_URL) == (CIFAR10.base_folder, CIFAR10.filename, CIFAR10.url)
+    assert CIFAR10_MD5 == {CIFAR10.filename: CIFAR10.tgz_md5, **dict(CIFAR10.train_list + CIFAR10.test_list),
+                           CIFAR10.meta["filename"]: CIFAR10.meta["md5"]}
+    for name, source in IDX_SOURCES.items():
+        assert issubclass(source.torchvision_class(), MNIST) and source.torchvision_class().__name__ == source.torchvision_name
+
+
+def test_importing_fggp_does_not_import_torchvision():
+    """Every sweep point's kernel and every CLI call imports fggp; torchvision costs ~1.5 s of each, and
+    only downloads and CIFAR-10's reader need it."""
+    code = ("import sys, fggp.cli, fggp.sweep, fggp.train, fggp.data, fggp.models, fggp.pruning; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchvision'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_unknown_dataset():
@@ -185,7 +210,7 @@ def test_idx_downloads_with_torchvision_when_nowhere_on_disk(tmp_path, package_d
         "mirrors": [mirror],
         "resources": [(f"{f}.gz", hashlib.md5((served / f"{f}.gz").read_bytes()).hexdigest()) for f in FILES],
     })
-    monkeypatch.setitem(IDX_SOURCES, name, dataclasses.replace(IDX_SOURCES[name], torchvision_class=fake_class))
+    monkeypatch.setattr(torchvision.datasets, cls.__name__, fake_class)
     requested = []
 
     def serve(request, *args, **kwargs):

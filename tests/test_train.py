@@ -80,8 +80,9 @@ def test_complete_run_writes_its_directory(tmp_path):
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert {"train_loss", "train_acc", "test_loss", "test_acc", "lr", "sparsity", "seconds"} <= set(rows[0])
     assert result["prune_log"][-1][1] == 0.8  # the schedule's target at its end step
-    assert set(result["layer_density"]) == set(result["layer_density"])  # names every prunable layer
+    assert set(result["layer_density"]) == set(result["layer_shapes"])  # names every prunable layer
     assert len(result["layer_density"]) == 4
+    assert result["versions"]["torch"] == torch.__version__
     assert run(config, tmp_path)["finished_at"] == result["finished_at"]  # completed: not run again
 
 
@@ -145,6 +146,22 @@ def test_out_path_that_is_a_file(tmp_path):
     f.write_text("x")
     with pytest.raises(ValueError, match="^out:"):
         run(RunConfig(**QUICK), f)
+
+
+def test_torchvision_version_is_read_without_importing_it(monkeypatch):
+    """result.json records torchvision's own ``__version__`` (with its CUDA tag, unlike the package metadata),
+    whether or not the process imported torchvision."""
+    import sys
+
+    import torchvision
+
+    from fggp.train.run import torchvision_version
+
+    assert torchvision_version() == torchvision.__version__
+    for name in [m for m in sys.modules if m.split(".")[0] == "torchvision"]:
+        monkeypatch.delitem(sys.modules, name)
+    assert torchvision_version() == torchvision.__version__
+    assert "torchvision" not in sys.modules
 
 
 def test_progress_bar_is_off_on_request(monkeypatch):

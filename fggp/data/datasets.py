@@ -20,8 +20,9 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.datasets import CIFAR10, MNIST, FashionMNIST
-from torchvision.datasets.utils import calculate_md5, download_and_extract_archive
+
+# torchvision is imported where a download or CIFAR-10's reader needs it, not here: it costs about 1.5 s
+# per process, and every sweep point's kernel imports this module.
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -108,21 +109,31 @@ def with_validation(data: Dataset, val_size: int, seed: int = VAL_SPLIT_SEED) ->
 
 # ---- cifar10 -------------------------------------------------------------------------------------
 
-CIFAR10_FOLDER = CIFAR10.base_folder
-CIFAR10_ARCHIVE = CIFAR10.filename
+# torchvision's ``CIFAR10`` attributes, written out so importing fggp does not import torchvision;
+# tests/test_data.py checks they still equal torchvision's.
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_PAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
 # Published md5 of the archive and of every extracted file; the one piece tests replace (``md5=``).
 CIFAR10_MD5: dict[str, str] = {
-    CIFAR10.filename: CIFAR10.tgz_md5,
-    **{name: md5 for name, md5 in CIFAR10.train_list + CIFAR10.test_list},
-    CIFAR10.meta["filename"]: CIFAR10.meta["md5"],
+    "cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a",
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+    "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
 }
 
 
-def _cifar10_class(md5: dict[str, str]) -> type[CIFAR10]:
+def _cifar10_class(md5: dict[str, str]) -> type:
     """torchvision's CIFAR10 with the given checksums, so its own integrity checks agree with ours."""
+    from torchvision.datasets import CIFAR10
+
     return type("CIFAR10", (CIFAR10,), {
-        "tgz_md5": md5[CIFAR10.filename],
+        "tgz_md5": md5[CIFAR10_ARCHIVE],
         "train_list": [[name, md5[name]] for name, _ in CIFAR10.train_list],
         "test_list": [[name, md5[name]] for name, _ in CIFAR10.test_list],
         "meta": {**CIFAR10.meta, "md5": md5[CIFAR10.meta["filename"]]},
@@ -138,6 +149,8 @@ def _unavailable(root: Path, reason: str) -> DatasetUnavailableError:
 
 
 def _verify(path: Path, md5: str, fix: str) -> None:
+    from torchvision.datasets.utils import calculate_md5
+
     actual = calculate_md5(path)
     if actual != md5:
         raise DatasetChecksumError(
@@ -157,8 +170,10 @@ def _cifar10(data_dir: str | os.PathLike, download: bool, md5: dict[str, str] | 
             raise _unavailable(root, "download=False")
         if archive.is_file():
             _verify(archive, md5[CIFAR10_ARCHIVE], "Delete it and run again to download a fresh copy.")
+        from torchvision.datasets.utils import download_and_extract_archive
+
         try:  # reuses a verified local archive; otherwise fetches it (torchvision checks the md5)
-            download_and_extract_archive(CIFAR10.url, root, filename=CIFAR10_ARCHIVE, md5=md5[CIFAR10_ARCHIVE])
+            download_and_extract_archive(CIFAR10_URL, root, filename=CIFAR10_ARCHIVE, md5=md5[CIFAR10_ARCHIVE])
         except OSError as e:
             raise _unavailable(root, f"the download failed: {type(e).__name__}: {e}") from e
         except RuntimeError as e:
@@ -200,20 +215,25 @@ class IdxSource:
 
     name: str
     title: str
-    torchvision_class: type[MNIST]
+    torchvision_name: str  # the torchvision.datasets class that downloads it, and the folder it uses
     sha256: dict[str, str]
     package: str | None  # Debian package that installs the four .gz files
     package_dir: Path | None
 
     def raw_dir(self, root: Path) -> Path:
         """The folder torchvision downloads into (and reads from): ``<root>/<ClassName>/raw``."""
-        return root / self.torchvision_class.__name__ / "raw"
+        return root / self.torchvision_name / "raw"
+
+    def torchvision_class(self) -> type:
+        import torchvision.datasets
+
+        return getattr(torchvision.datasets, self.torchvision_name)
 
 
 IDX_SOURCES: dict[str, IdxSource] = {
-    "fashion_mnist": IdxSource("fashion_mnist", "Fashion-MNIST", FashionMNIST, FASHION_MNIST_SHA256,
+    "fashion_mnist": IdxSource("fashion_mnist", "Fashion-MNIST", "FashionMNIST", FASHION_MNIST_SHA256,
                                "dataset-fashion-mnist", Path("/usr/share/datasets/fashion-mnist")),
-    "mnist": IdxSource("mnist", "MNIST", MNIST, MNIST_SHA256, None, None),
+    "mnist": IdxSource("mnist", "MNIST", "MNIST", MNIST_SHA256, None, None),
 }
 
 
@@ -258,7 +278,7 @@ def _idx_unavailable(source: IdxSource, root: Path, reason: str) -> DatasetUnava
         ways.append(f"install the Debian package {source.package} (apt-get install {source.package}), "
                     f"which puts them in '{source.package_dir}'")
     ways.append(f"run with download=True where there is network (torchvision fetches them from "
-                f"{source.torchvision_class.mirrors[0]})")
+                f"{source.torchvision_class().mirrors[0]})")
     return DatasetUnavailableError(
         f"{source.name}: no {source.title} idx files in {' or '.join(places)} ({reason}). "
         f"Get them one of {len(ways)} ways: " + "; or ".join(ways) + "."
@@ -275,7 +295,7 @@ def _idx_dataset(source: IdxSource, data_dir: str | os.PathLike, download: bool,
         if not download:
             raise _idx_unavailable(source, root, "download=False")
         try:  # torchvision checks every downloaded .gz against the publisher's md5 before extracting it
-            source.torchvision_class(str(root), train=True, download=True)
+            source.torchvision_class()(str(root), train=True, download=True)
         except (OSError, RuntimeError) as e:
             raise _idx_unavailable(source, root, f"the download failed: {type(e).__name__}: "
                                                  f"{' '.join(str(e).split())}") from e

@@ -7,8 +7,10 @@ truth: metrics are rewritten from it, so a kill at any instant leaves nothing du
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
+import re
 import sys
 import time
 import fcntl
@@ -17,7 +19,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -30,6 +31,16 @@ from .checkpoint import (check_out_dir, epochs_done, load_checkpoint, read_resul
 from .config import RunConfig
 
 DIVERGENCE_CHECK_EVERY = 25  # optimizer steps between host syncs on the loss
+
+
+def torchvision_version() -> str:
+    """torchvision's ``__version__``, CUDA tag included (its package metadata lacks it), read from its
+    ``version.py`` so that a run on digits does not import torchvision (about 1.5 s) just to record it."""
+    if "torchvision" in sys.modules:
+        return sys.modules["torchvision"].__version__
+    spec = importlib.util.find_spec("torchvision")
+    found = re.search(r"^__version__ = ['\"]([^'\"]+)['\"]", Path(spec.origin).with_name("version.py").read_text(), re.M)
+    return found.group(1)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -345,7 +356,7 @@ class _Trainer:
             "wall_seconds": self.elapsed,
             "device": _device_name(self.device),
             "runtime": self.runtime,
-            "versions": {"fggp": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "versions": {"fggp": __version__, "torch": torch.__version__, "torchvision": torchvision_version(),
                          "python": platform.python_version()},
             "seed": c.seed,
             "config": c.to_dict(),
