@@ -37,7 +37,8 @@ def _sweep(args) -> int:
 
     line, ok = summarize(sweep(args.grid, args.out, jobs=args.jobs, executor=args.executor, partition=args.partition,
                                gpus_per_run=args.gpus_per_run, timeout_min=args.timeout_min,
-                               array_parallelism=args.array_parallelism, retry_diverged=args.retry_diverged))
+                               array_parallelism=args.array_parallelism, retry_diverged=args.retry_diverged,
+                               make_report=not args.no_report))
     print(line, flush=True)
     return 0 if ok else 1
 
@@ -112,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list every point with its state (completed, failed, diverged, running, interrupted, "
                         "pending, not applicable) and run nothing")
     p.add_argument("--retry-diverged", action="store_true", help="train the points that diverged before again")
+    p.add_argument("--no-report", action="store_true",
+                   help="skip notebook 03 at the end (a grid run in parts; run `fggp report OUT/runs` later)")
     p.set_defaults(func=_sweep)
     p = sub.add_parser("report", help="aggregate the results under RUNS_DIR into tables and figures")
     p.add_argument("runs_dir", nargs="?", default="outputs/runs")

@@ -191,8 +191,9 @@ def _devices(jobs: int) -> list[str | None]:
 
 def sweep(grid_path: str | Path, out: str | Path = "outputs", jobs: int = 1, log=print, executor: str = "local",
           partition: str | None = None, gpus_per_run: int = 1, timeout_min: float = 24 * 60,
-          array_parallelism: int | None = None, retry_diverged: bool = False) -> Outcomes:
-    """Expand, execute (``jobs`` at a time, on ``executor``), then build the report with notebook 03.
+          array_parallelism: int | None = None, retry_diverged: bool = False, make_report: bool = True) -> Outcomes:
+    """Expand, execute (``jobs`` at a time, on ``executor``), then build the report with notebook 03
+    (unless ``make_report=False``: a grid run in parts, or aggregated later by ``fggp report``/``fggp results``).
 
     Everything is checked before anything is written; a point that fails is an outcome, not an
     exception, and a report that cannot be written (whole) is ``outcomes.report_error``.
@@ -229,6 +230,9 @@ def sweep(grid_path: str | Path, out: str | Path = "outputs", jobs: int = 1, log
     outcomes = Outcomes(execute(configs, runs_dir, jobs, executor, options, log, on_done,
                                 device_for=lambda index: devices[index % jobs], retry_diverged=retry_diverged))
     outcomes += [Outcome(p.run_id, "not_applicable", p.reason) for p in points if isinstance(p, NotApplicable)]
+    if not make_report:
+        log(f"report: not made (as asked); make it with: fggp report {runs_dir}")
+        return outcomes
     finished = {o.run_id for o in outcomes if o.status in ("completed", "skipped")}
     try:
         report(runs_dir, out / "report", log=log, expect=finished)

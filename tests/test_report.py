@@ -24,7 +24,6 @@ from fggp.report import (average_rank, collapsed_layers, comparisons, layer_coll
                          report_markdown, runs_markdown, runs_view, setups, summary, t_interval, write_report)
 from fggp.train import RunConfig
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 T2, T1 = 4.302652729749464, 12.706204736174707
 
 # (recipe, target sparsity) -> final test accuracy of seeds 1, 2, 3, ...
@@ -436,23 +435,3 @@ def test_write_report_without_completed_runs(tmp_path, make):
     df = load_results(runs)
     assert "no completed runs yet" in overview(df).lower()
     assert ("`make quick`" in runs_markdown(df)) == (make != "only_failed")  # the every-run view: what to run
-
-
-def test_notebooks_run_end_to_end(tmp_path):
-    """02 trains one run, 03 aggregates it: the sweep's two steps, as papermill executes them."""
-    papermill = pytest.importorskip("papermill")
-    runs, report = tmp_path / "runs", tmp_path / "report"
-    params = dict(dataset="synthetic", epochs=2, prune_end_epoch=1, prune_every=5, out_dir=str(runs))
-    papermill.execute_notebook(str(NOTEBOOKS / "02_cifar10_run.ipynb"), str(tmp_path / "02.ipynb"), parameters=params,
-                               kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
-    (run_dir,) = runs.iterdir()
-    result = json.loads((run_dir / "result.json").read_text())
-    assert result["status"] == "completed" and result["epochs_done"] == 2
-    assert {"training_curves.png", "sparsity.png", "layer_density.png"} <= {p.name for p in run_dir.iterdir()}
-    papermill.execute_notebook(str(NOTEBOOKS / "03_aggregate_results.ipynb"), str(tmp_path / "03.ipynb"),
-                               parameters=dict(runs_dir=str(runs), report_dir=str(report)), kernel_name="python3",
-                               progress_bar=False, cwd=str(tmp_path))
-    for name in ("summary.csv", "table.md", "table.csv", "comparisons.csv", "collapse.csv",
-                 "accuracy_vs_sparsity.png", "accuracy_vs_sparsity.svg"):
-        assert (report / name).is_file(), name
-    assert "1 run: 1 completed" in (report / "table.md").read_text()

@@ -222,7 +222,8 @@ fixed: {arch: tiny, dataset: synthetic, epochs: 1, prune_end_epoch: 1, prune_eve
 
 
 def start_sweep(grid: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fggp.cli", "sweep", str(grid), "--out", str(out)],
+    """No report: these tests are about the runs (the report has its own tests), and it costs a kernel."""
+    return subprocess.Popen([sys.executable, "-m", "fggp.cli", "sweep", str(grid), "--out", str(out), "--no-report"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -248,13 +249,15 @@ def test_killed_sweep_reruns_only_unfinished_points(tmp_path, resilience):
     sweep.wait()
     before = completed(out)
     assert len(before) == 1
-    again = subprocess.run([sys.executable, "-m", "fggp.cli", "sweep", str(grid), "--out", str(out)],
+    again = subprocess.run([sys.executable, "-m", "fggp.cli", "sweep", str(grid), "--out", str(out), "--no-report"],
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     after = completed(out)
     assert len(after) == 2
     assert all(after[k] == v for k, v in before.items())  # kept, not run again
     assert f"{len(before)} skipped" in again.stdout
+    assert f"report: not made (as asked); make it with: fggp report {out / 'runs'}" in again.stdout
+    assert not (out / "report").exists()
     resilience["faults_survived"] += 1
 
 

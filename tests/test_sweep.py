@@ -14,6 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from fggp.report import REPORT_FILES
 from fggp.sweep import expand, load_grid, status, sweep
 
 
@@ -108,7 +109,10 @@ fixed:
             assert "cifar10" in run_id and "Checksum" in (run_dir / "error.txt").read_text()
         else:
             assert not (run_dir / "error.txt").exists()  # a stale failure record goes with a success
+            assert result["epochs_done"] == 1
+            assert {"training_curves.png", "sparsity.png", "layer_density.png"} <= {p.name for p in run_dir.iterdir()}
     assert not list(out.rglob("*.partial.ipynb"))
+    assert all((out / "report" / name).is_file() for name in REPORT_FILES)
     table = (out / "report" / "table.md").read_text()
     assert "4 runs: 2 completed, 2 failed." in table
     failed = [k for k, r in runs.items() if r["status"] == "failed"]
