@@ -52,7 +52,7 @@ SUMMARY_COLUMNS = ["setup", *SETTING, "recipe", *STAT_COLUMNS]
 TABLE_CSV_COLUMNS = ["setup", *SETTING, "recipe", "state", *STAT_COLUMNS, "n_below_3", "collapsed_runs",
                      "rank", "best"]
 COMPARISON_COLUMNS = ["setup", *SETTING, "best", "runner_up", "pairs", "diff_mean_pct", "diff_ci95_low_pct",
-                      "diff_ci95_high_pct", "p_value", "verdict"]
+                      "diff_ci95_high_pct", "p_value", "p_adjusted", "verdict"]
 COLLAPSE_COLUMNS = ["run_id", "status", "setup", "recipe", "arch", "target_sparsity", "seed", "layer", "kept",
                     "size", "outputs", "density_pct"]
 PROBLEM_COLUMNS = ["run_id", "status", "setup", "arch", "recipe", "target_sparsity", "initial_sparsity", "seed",
@@ -399,7 +399,26 @@ def comparisons(df: pd.DataFrame) -> pd.DataFrame:
             runs = column_runs(done, setup, col)
             records.append({**record, **paired_comparison(accuracy_by_seed(runs, record["best"]),
                                                            accuracy_by_seed(runs, record["runner_up"]))})
-    return pd.DataFrame(records, columns=COMPARISON_COLUMNS)
+    return adjust_for_columns(pd.DataFrame(records, columns=COMPARISON_COLUMNS))
+
+
+def adjust_for_columns(c: pd.DataFrame) -> pd.DataFrame:
+    """Add ``p_adjusted``: Benjamini-Hochberg over each setup's tested columns
+    (``scipy.stats.false_discovery_control``). One test per column at 5% calls about one gap in twenty
+    separated by chance alone; "separated" needs the adjusted p below 5%, and a gap that passes only on its
+    own p says so in its verdict."""
+    c = c.copy()
+    c["p_adjusted"] = math.nan
+    if c.empty:
+        return c
+    for _, rows in c.groupby("setup", sort=False):
+        tested = rows.index[rows["p_value"].notna()]
+        if not len(tested):
+            continue
+        c.loc[tested, "p_adjusted"] = stats.false_discovery_control(c.loc[tested, "p_value"].to_numpy(float))
+        weak = tested[(c.loc[tested, "verdict"] == "separated") & (c.loc[tested, "p_adjusted"] >= ALPHA)]
+        c.loc[weak, "verdict"] = f"within noise over {len(tested)} columns (p < 0.05 alone)"
+    return c
 
 
 def column_runs(done: pd.DataFrame, setup: str, col: tuple) -> pd.DataFrame:
@@ -779,6 +798,7 @@ def comparisons_markdown(c: pd.DataFrame) -> str:
         "95% CI (pp)": [f"[{lo:+.2f}, {hi:+.2f}]" if not math.isnan(lo) else ""
                         for lo, hi in zip(c["diff_ci95_low_pct"], c["diff_ci95_high_pct"])],
         "p": c["p_value"].map(lambda p: "" if math.isnan(p) else f"{p:.3f}"),
+        "p (BH)": c["p_adjusted"].map(lambda p: "" if math.isnan(p) else f"{p:.3f}"),
         "verdict": c["verdict"],
     })
     return markdown_table(view, index=False)
@@ -854,8 +874,9 @@ TABLE_LEGEND = (f"Cells: mean final test accuracy in percent, its 95% t interval
                 f"from one there is none); {COLLAPSE_MARK} marks a cell with a run whose final mask collapsed a "
                 f"layer; {NA_CELL}: the sweep found the point infeasible; {EMPTY_CELL}: no completed run. "
                 "Dense is the unpruned upper bound. **Bold** is the best pruned mean of the column; whether it "
-                f"is really ahead is the paired test below each table (separated when p < {ALPHA}; 'within "
-                "noise' means the seeds cannot tell the two apart).")
+                f"is really ahead is the paired test below each table (separated when p < {ALPHA} after the "
+                "Benjamini-Hochberg adjustment over the table's columns, p (BH); 'within noise' means the seeds "
+                "cannot tell the two apart).")
 
 
 def report_markdown(df: pd.DataFrame, runs_dir, figure_name: str | None = FIGURE_NAME + ".png") -> str:
@@ -899,7 +920,8 @@ def write_report(runs_dir: str | os.PathLike, report_dir: str | os.PathLike) -> 
     return paths
 
 
-__all__ = ["load_results", "summary", "t_interval", "paired_comparison", "comparisons", "paper_tables",
+__all__ = ["load_results", "summary", "t_interval", "paired_comparison", "comparisons", "adjust_for_columns",
+           "paper_tables",
            "average_rank", "collapsed_layers", "layer_collapse", "problems", "not_applicable", "runs_view",
            "overview", "setups", "plot_accuracy_vs_sparsity", "markdown_table", "setup_sections",
            "comparisons_markdown", "collapse_markdown", "problems_markdown", "runs_markdown",

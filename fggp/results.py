@@ -18,9 +18,10 @@ from pathlib import Path
 import pandas as pd
 
 from .report import (EMPTY_CELL, SETTING, TABLE_LEGEND, _expanded, _is_dense, _layer_shapes, _pruned, _recipe_order,
-                     accuracy_by_seed, average_rank, collapse_markdown, column_runs, column_title, comparisons,
-                     layer_collapse, load_results, markdown_table, not_applicable, not_applicable_markdown, overview,
-                     paired_comparison, plot_accuracy_vs_sparsity, problems_markdown, setup_sections, setups, summary)
+                     accuracy_by_seed, adjust_for_columns, average_rank, collapse_markdown, column_runs, column_title,
+                     comparisons, layer_collapse, load_results, markdown_table, not_applicable, not_applicable_markdown,
+                     overview, paired_comparison, plot_accuracy_vs_sparsity, problems_markdown, setup_sections, setups,
+                     summary)
 from .train.checkpoint import atomic_write
 
 SUBJECT = "fggp"
@@ -44,7 +45,7 @@ def subject_vs_best(df: pd.DataFrame, subject: str = SUBJECT) -> pd.DataFrame:
                             "subject_mean_pct": mean[subject], "other": other, "other_mean_pct": mean[other],
                             **{k: test[k] for k in ("pairs", "diff_mean_pct", "diff_ci95_low_pct",
                                                     "diff_ci95_high_pct", "p_value", "verdict")}})
-    return pd.DataFrame(records)
+    return adjust_for_columns(pd.DataFrame(records))
 
 
 def subject_markdown(c: pd.DataFrame) -> str:
@@ -58,6 +59,7 @@ def subject_markdown(c: pd.DataFrame) -> str:
         "95% CI (pp)": [f"[{lo:+.2f}, {hi:+.2f}]" if not math.isnan(lo) else ""
                         for lo, hi in zip(c["diff_ci95_low_pct"], c["diff_ci95_high_pct"])],
         "p": c["p_value"].map(lambda p: "" if math.isnan(p) else f"{p:.3g}"),
+        "p (BH)": c["p_adjusted"].map(lambda p: "" if math.isnan(p) else f"{p:.3g}"),
         "verdict": c["verdict"],
     })
     return markdown_table(view, index=False)
@@ -160,6 +162,13 @@ def _columns(n: int) -> str:
     return f"{n} column{'s' * (n != 1)}"
 
 
+def _gaps(rows: pd.DataFrame) -> str:
+    """``column: other by X pp, p = P, adjusted Q`` for each row of ``subject_vs_best``."""
+    return "; ".join(f"{column_title(t)}: {o} by {-d:.2f} pp, p = {p:.3g}, adjusted {q:.3g}" for t, o, d, p, q in
+                     zip(rows[SETTING].itertuples(index=False, name=None), rows["other"], rows["diff_mean_pct"],
+                         rows["p_value"], rows["p_adjusted"]))
+
+
 def findings(df: pd.DataFrame, subject: str = SUBJECT) -> list[str]:
     """Plain sentences, computed from the same tables: wins, ranks, losses and whether they are noise,
     the distance to dense, recipes that chose the very same masks, and collapsed layers by recipe."""
@@ -178,7 +187,8 @@ def findings(df: pd.DataFrame, subject: str = SUBJECT) -> list[str]:
             if len(wins):
                 titles = ", ".join(column_title(t) for t in wins[SETTING].itertuples(index=False, name=None))
                 out.append(f"{prefix}{subject} has the highest mean in {len(wins)} of {len(c)} columns ({titles}); "
-                           f"separated from the runner-up (paired t test, p < 0.05) in "
+                           f"separated from the runner-up (paired t test, p < 0.05 after Benjamini-Hochberg over the "
+                           f"setup's columns) in "
                            f"{int((wins['verdict'].str.startswith('separated')).sum())} of them.")
             else:
                 out.append(f"{prefix}{subject} has the highest mean in none of its {_columns(len(c))}.")
@@ -194,14 +204,14 @@ def findings(df: pd.DataFrame, subject: str = SUBJECT) -> list[str]:
         losses = v[v["subject_mean_pct"] < v["other_mean_pct"]] if len(v) else v
         if len(losses):
             sep = losses[losses["verdict"].str.startswith("separated")]
-            noise = int((losses["verdict"] == "within noise").sum())
+            alone = losses[losses["verdict"].str.contains("alone")]
+            noise = int(losses["verdict"].str.startswith("within noise").sum())
             untestable = len(losses) - len(sep) - noise
             out.append(f"{prefix}Where another recipe's mean is higher ({_columns(len(losses))}), the gap to {subject} "
-                       f"is separated in {len(sep)}"
-                       + (" (" + "; ".join(f"{column_title(t)}: {o} by {-d:.2f} pp, p = {p:.3g}" for t, o, d, p in
-                                           zip(sep[SETTING].itertuples(index=False, name=None), sep["other"],
-                                               sep["diff_mean_pct"], sep["p_value"])) + ")" if len(sep) else "")
+                       f"is separated in {len(sep)}" + (f" ({_gaps(sep)})" if len(sep) else "")
                        + f", within noise in {noise}"
+                       + (f" (p < 0.05 on its own, not after adjusting for the columns: {_gaps(alone)})"
+                          if len(alone) else "")
                        + (f", not testable in {untestable} (fewer than two paired seeds)" if untestable else "") + ".")
         s = table[table["setup"] == setup]
         dense = s[[_is_dense(x) for x in s["recipe"]]]
@@ -308,7 +318,8 @@ def results_markdown(out_dirs: list, doc_path, command: str, subject: str = SUBJ
             f"Generated by `{command}` from the run directories, not typed: every number, table, figure and "
             "sentence below is computed from the runs' `result.json` files. Final test accuracy at the end of "
             "training; 95% t intervals over seeds; 'separated' means a paired t test over seeds (same seed = "
-            "same initialization and data order) gives p < 0.05, 'within noise' that it does not. See "
+            "same initialization and data order) gives p < 0.05 after the Benjamini-Hochberg adjustment over the "
+            "columns of its table (p (BH)), 'within noise' that it does not. See "
             "docs/report.md for how to read the tables.", ""]
     return "\n".join(head + sections)
 

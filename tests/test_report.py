@@ -19,8 +19,8 @@ matplotlib.use("Agg")
 import pandas as pd
 import pytest
 
-from fggp.report import (average_rank, collapsed_layers, comparisons, layer_collapse, load_results, not_applicable,
-                         overview, paired_comparison, paper_tables, plot_accuracy_vs_sparsity, problems,
+from fggp.report import (adjust_for_columns, average_rank, collapsed_layers, comparisons, layer_collapse, load_results,
+                         not_applicable, overview, paired_comparison, paper_tables, plot_accuracy_vs_sparsity, problems,
                          report_markdown, runs_markdown, runs_view, setups, summary, t_interval, write_report)
 from fggp.train import RunConfig
 
@@ -203,8 +203,28 @@ def test_paired_comparison_of_best_and_runner_up_matches_hand_computation(result
     lone = c.loc[(main, 0.95)]
     assert (lone["best"], lone["runner_up"], lone["pairs"]) == ("granet", "gmp", 1)
     assert lone["verdict"] == "not testable (1 paired seed)" and math.isnan(lone["p_value"])
+    # Benjamini-Hochberg over the setup's two tested columns: the smaller p doubles, the larger stays
+    assert sep["p_adjusted"] == pytest.approx(2 * SEPARATED["p"]) and math.isnan(lone["p_adjusted"])
+    assert noise["p_adjusted"] == pytest.approx(WITHIN_NOISE["p"])
     short = c.loc[("epochs=8, prune_end_epoch=8", 0.99)]
     assert (short["best"], short["runner_up"], short["verdict"]) == ("gmp", "global_mp", "not testable (1 paired seed)")
+
+
+def test_adjustment_is_benjamini_hochberg_per_setup_and_says_when_a_gap_passes_only_alone():
+    """By hand: p = .03, .0498, .2, .6 over 4 columns -> .03*4/1 = .12, .0498*4/2 = .0996, .2*4/3, .6*4/4, then
+    each the minimum of itself and the ones above it: .0996, .0996, .2667, .6. Another setup is its own family:
+    0 and .03 over 2 columns -> 0, .03*2/2 = .03, still separated."""
+    c = pd.DataFrame({
+        "setup": ["a"] * 5 + ["b"] * 2,
+        "p_value": [0.03, 0.0498, 0.2, 0.6, math.nan, 0.0, 0.03],
+        "verdict": ["separated", "separated", "within noise", "within noise", "not testable (1 paired seed)",
+                    "separated (same gap on every seed)", "separated"],
+    })
+    out = adjust_for_columns(c)
+    assert out["p_adjusted"].tolist()[:4] == pytest.approx([0.0996, 0.0996, 0.8 / 3, 0.6])
+    assert math.isnan(out["p_adjusted"][4]) and out["p_adjusted"][5] == 0.0 and out["p_adjusted"][6] == 0.03
+    assert out["verdict"].tolist() == ["within noise over 4 columns (p < 0.05 alone)"] * 2 + c["verdict"].tolist()[2:]
+    assert c["verdict"][0] == "separated" and "p_adjusted" not in c  # the input is left alone
 
 
 def test_paired_comparison_pairs_by_seed_and_handles_no_spread():

@@ -33,6 +33,10 @@ def test_subject_against_the_best_other_recipe_is_paired_by_seed(sweep):
     assert vs.loc[0.9, "p_value"] == pytest.approx(WITHIN_NOISE["p"]) and vs.loc[0.9, "verdict"] == "within noise"
     assert vs.loc[0.95, "other"] == "granet" and vs.loc[0.95, "pairs"] == 1
     assert vs.loc[0.95, "verdict"].startswith("not testable") and math.isnan(vs.loc[0.95, "diff_mean_pct"])
+    assert vs.loc[0.8, "p_adjusted"] == pytest.approx(2 * SEPARATED["p"])  # BH over the two tested columns
+    lines = "\n".join(findings(df, "gmp"))  # gmp behind fggp at 80%: separated, both p's named
+    assert (f"the gap to gmp is separated in 1 (tiny · 80%: fggp by {SEPARATED['diff']:.2f} pp, "
+            f"p = {SEPARATED['p']:.3g}, adjusted {2 * SEPARATED['p']:.3g})") in lines
 
 
 def test_kept_weights_per_layer_at_the_highest_target(sweep):
@@ -131,3 +135,28 @@ def test_runs_at_chance_are_counted_per_recipe_and_target(tmp_path):
     assert list(flags.loc["global_mp"]) == [False, True, False]
     assert ("At chance accuracy (at most 1/classes + 0.5 pp: the network answers one class): gmp 2 of 3 at 99%; "
             "global_mp 1 of 3 at 99%.") in findings(df)
+
+
+def test_a_gap_that_passes_only_on_its_own_p_is_not_called_separated(tmp_path):
+    """gmp ahead of fggp by 1.0, 1.3, 0.7 pp on seeds 1-3 in two of four columns: t = 1 / (0.3 / sqrt 3), and
+    with 2 degrees of freedom p = 1 - t / sqrt(t^2 + 2) = 0.0287 < 0.05 in each, but Benjamini-Hochberg over
+    the four columns makes both 4/2 x 0.0287 = 0.0574: within noise, and the findings say why."""
+    from test_report import config, write_run
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    behind, mixed = [-1.0, -1.3, -0.7], [1.0, -1.0, 0.5]
+    for target, diffs in {0.5: behind, 0.6: behind, 0.7: mixed, 0.8: mixed}.items():
+        for seed, d in enumerate(diffs, start=1):
+            write_run(runs, config("gmp", target, seed), "completed", 0.9)
+            write_run(runs, config("fggp", target, seed), "completed", 0.9 + d / 100)
+    df = load_results(runs)
+    t = 1 / (0.3 / math.sqrt(3))
+    p = 1 - t / math.sqrt(t * t + 2)
+    vs = subject_vs_best(df).set_index("target_sparsity")
+    assert list(vs.loc[[0.5, 0.6], "p_value"]) == pytest.approx([p, p])
+    assert list(vs.loc[[0.5, 0.6], "p_adjusted"]) == pytest.approx([2 * p, 2 * p])
+    assert list(vs.loc[[0.5, 0.6], "verdict"]) == ["within noise over 4 columns (p < 0.05 alone)"] * 2
+    assert ("Where another recipe's mean is higher (2 columns), the gap to fggp is separated in 0, within noise in 2 "
+            f"(p < 0.05 on its own, not after adjusting for the columns: tiny · 50%: gmp by 1.00 pp, p = {p:.3g}, "
+            f"adjusted {2 * p:.3g}; tiny · 60%: gmp by 1.00 pp, p = {p:.3g}, adjusted {2 * p:.3g}).") in findings(df)
