@@ -116,9 +116,29 @@ def timing(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
              f"(each run's own wall clock, data loading and evaluation included).",
              f"Device: {'; '.join(devices)}. Versions: {'; '.join(versions)}."]
     if ends:
-        lines.append(f"From the first run's start to the last run's end: {(max(ends) - min(starts)) / 60:.1f} "
-                     "minutes (runs overlap when the sweep ran several at a time).")
+        spans = sittings(list(zip(starts, ends)))
+        busy = sum(end - start for start, end in spans)
+        lines.append(f"Wall clock from the first run's start to the last run's end: {busy / 60:.1f} minutes (runs overlap "
+                     "when the sweep ran several at a time)" + (f", summed over {len(spans)} sittings more than "
+                                                                f"{SITTING_GAP_S // 60} minutes apart" if len(spans) > 1
+                                                                else "") + ".")
     return view, lines
+
+
+SITTING_GAP_S = 600
+
+
+def sittings(intervals: list[tuple[float, float]], gap_s: float = SITTING_GAP_S) -> list[tuple[float, float]]:
+    """Runs' (start, end) merged into sittings: overlapping runs, or runs less than ``gap_s`` apart (a kernel
+    starting between points), are one sitting; a grid extended with more seeds a day later is two, and the
+    night between them is not sweep time."""
+    merged: list[list[float]] = []
+    for start, end in sorted(intervals):
+        if merged and start - merged[-1][1] <= gap_s:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(a, b) for a, b in merged]
 
 
 def identical_masks(df: pd.DataFrame) -> pd.DataFrame:

@@ -73,6 +73,28 @@ def test_timing_sums_the_runs_wall_clock(sweep):
     assert lines[0].startswith(f"{(df['status'] == 'completed').sum()} completed runs, ")
 
 
+def test_sittings_merge_overlapping_and_close_runs_but_not_a_night_apart():
+    from fggp.results import sittings
+
+    runs = [(0, 100), (50, 180), (185, 300),  # two at a time, then one starting 5 s after the last ended
+            (86_400, 86_500), (86_450, 86_600)]  # more seeds the next day
+    assert sittings(runs) == [(0, 300), (86_400, 86_600)]
+    assert sittings([(10, 20)]) == [(10, 20)] and sittings([]) == []
+
+
+def test_timing_counts_the_time_runs_were_going_not_the_night_between(tmp_path):
+    from test_report import config, write_run
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for seed, end in ((1, "2026-11-21T10:00:00+00:00"), (2, "2026-11-21T10:01:00+00:00"),
+                      (3, "2026-11-22T09:00:00+00:00")):  # 6 s runs: 54 s apart, then one a day later
+        write_run(runs, config("gmp", 0.9, seed), "completed", 0.9, finished_at=end)
+    _, lines = timing(load_results(runs))
+    assert lines[-1] == ("Wall clock from the first run's start to the last run's end: 1.2 minutes (runs overlap when "
+                         "the sweep ran several at a time), summed over 2 sittings more than 10 minutes apart.")
+
+
 def test_write_results_writes_the_document_and_its_figure(sweep, tmp_path):
     root, _ = sweep
     doc = write_results([root], tmp_path / "docs" / "RESULTS.md", "fggp results X --out Y")
