@@ -417,7 +417,7 @@ def adjust_for_columns(c: pd.DataFrame) -> pd.DataFrame:
             continue
         c.loc[tested, "p_adjusted"] = stats.false_discovery_control(c.loc[tested, "p_value"].to_numpy(float))
         weak = tested[(c.loc[tested, "verdict"] == "separated") & (c.loc[tested, "p_adjusted"] >= ALPHA)]
-        c.loc[weak, "verdict"] = f"within noise over {len(tested)} columns (p < 0.05 alone)"
+        c.loc[weak, "verdict"] = f"within noise over {len(tested)} columns (p < {ALPHA} alone)"
     return c
 
 
@@ -921,8 +921,7 @@ def write_report(runs_dir: str | os.PathLike, report_dir: str | os.PathLike) -> 
 
 
 __all__ = ["load_results", "summary", "t_interval", "paired_comparison", "comparisons", "adjust_for_columns",
-           "paper_tables",
-           "average_rank", "collapsed_layers", "layer_collapse", "problems", "not_applicable", "runs_view",
-           "overview", "setups", "plot_accuracy_vs_sparsity", "markdown_table", "setup_sections",
+           "paper_tables", "average_rank", "collapsed_layers", "layer_collapse", "problems", "not_applicable",
+           "runs_view", "overview", "setups", "plot_accuracy_vs_sparsity", "markdown_table", "setup_sections",
            "comparisons_markdown", "collapse_markdown", "problems_markdown", "runs_markdown",
            "not_applicable_markdown", "report_markdown", "write_report", "format_cell", "column_title"]

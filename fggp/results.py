@@ -118,10 +118,10 @@ def timing(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     if ends:
         spans = sittings(list(zip(starts, ends)))
         busy = sum(end - start for start, end in spans)
-        lines.append(f"Wall clock from the first run's start to the last run's end: {busy / 60:.1f} minutes (runs overlap "
-                     "when the sweep ran several at a time)" + (f", summed over {len(spans)} sittings more than "
-                                                                f"{SITTING_GAP_S // 60} minutes apart" if len(spans) > 1
-                                                                else "") + ".")
+        apart = (f", summed over {len(spans)} sittings more than {SITTING_GAP_S // 60} minutes apart"
+                 if len(spans) > 1 else "")
+        lines.append(f"Wall clock from the first run's start to the last run's end: {busy / 60:.1f} minutes (runs "
+                     f"overlap when the sweep ran several at a time){apart}.")
     return view, lines
 
 

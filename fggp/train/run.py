@@ -39,8 +39,8 @@ def torchvision_version() -> str:
     if "torchvision" in sys.modules:
         return sys.modules["torchvision"].__version__
     spec = importlib.util.find_spec("torchvision")
-    found = re.search(r"^__version__ = ['\"]([^'\"]+)['\"]", Path(spec.origin).with_name("version.py").read_text(), re.M)
-    return found.group(1)
+    source = Path(spec.origin).with_name("version.py").read_text()
+    return re.search(r"^__version__ = ['\"]([^'\"]+)['\"]", source, re.M).group(1)
 
 
 def resolve_device(name: str) -> torch.device:
