@@ -794,14 +794,23 @@ def comparisons_markdown(c: pd.DataFrame) -> str:
     view = pd.DataFrame({
         "column": [column_title(t) for t in c[SETTING].itertuples(index=False, name=None)],
         "best": c["best"], "runner-up": c["runner_up"].fillna(EMPTY_CELL), "pairs": c["pairs"],
-        "best − runner-up (pp)": c["diff_mean_pct"].map(_signed),
-        "95% CI (pp)": [f"[{lo:+.2f}, {hi:+.2f}]" if not math.isnan(lo) else ""
-                        for lo, hi in zip(c["diff_ci95_low_pct"], c["diff_ci95_high_pct"])],
-        "p": c["p_value"].map(lambda p: "" if math.isnan(p) else f"{p:.3f}"),
-        "p (BH)": c["p_adjusted"].map(lambda p: "" if math.isnan(p) else f"{p:.3f}"),
-        "verdict": c["verdict"],
+        **paired_columns(c, "best − runner-up (pp)"),
     })
     return markdown_table(view, index=False)
+
+
+def paired_columns(c: pd.DataFrame, difference: str, p_format: str = ".3f") -> dict:
+    """A paired test's columns as printed (``difference`` names the first): the mean difference and its
+    interval in percentage points, p, p (BH) and the verdict. Shared by every table of paired tests."""
+    def p_text(p: float) -> str:
+        return "" if math.isnan(p) else format(p, p_format)
+
+    return {
+        difference: c["diff_mean_pct"].map(_signed),
+        "95% CI (pp)": [f"[{lo:+.2f}, {hi:+.2f}]" if not math.isnan(lo) else ""
+                        for lo, hi in zip(c["diff_ci95_low_pct"], c["diff_ci95_high_pct"])],
+        "p": c["p_value"].map(p_text), "p (BH)": c["p_adjusted"].map(p_text), "verdict": c["verdict"],
+    }
 
 
 def collapse_markdown(df: pd.DataFrame) -> str:
@@ -923,5 +932,5 @@ def write_report(runs_dir: str | os.PathLike, report_dir: str | os.PathLike) -> 
 __all__ = ["load_results", "summary", "t_interval", "paired_comparison", "comparisons", "adjust_for_columns",
            "paper_tables", "average_rank", "collapsed_layers", "layer_collapse", "problems", "not_applicable",
            "runs_view", "overview", "setups", "plot_accuracy_vs_sparsity", "markdown_table", "setup_sections",
-           "comparisons_markdown", "collapse_markdown", "problems_markdown", "runs_markdown",
+           "comparisons_markdown", "paired_columns", "collapse_markdown", "problems_markdown", "runs_markdown",
            "not_applicable_markdown", "report_markdown", "write_report", "format_cell", "column_title"]

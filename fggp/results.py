@@ -20,8 +20,8 @@ import pandas as pd
 from .report import (EMPTY_CELL, SETTING, TABLE_LEGEND, _expanded, _is_dense, _layer_shapes, _pruned, _recipe_order,
                      accuracy_by_seed, adjust_for_columns, average_rank, collapse_markdown, column_runs, column_title,
                      comparisons, layer_collapse, load_results, markdown_table, not_applicable, not_applicable_markdown,
-                     overview, paired_comparison, plot_accuracy_vs_sparsity, problems_markdown, setup_sections, setups,
-                     summary)
+                     overview, paired_columns, paired_comparison, plot_accuracy_vs_sparsity, problems_markdown,
+                     setup_sections, setups, summary)
 from .train.checkpoint import atomic_write
 
 SUBJECT = "fggp"
@@ -55,12 +55,7 @@ def subject_markdown(c: pd.DataFrame) -> str:
         "column": [column_title(t) for t in c[SETTING].itertuples(index=False, name=None)],
         c["subject"].iloc[0]: c["subject_mean_pct"].map(lambda x: f"{x:.1f}"),
         "best other": [f"{o} ({m:.1f})" for o, m in zip(c["other"], c["other_mean_pct"])],
-        "difference (pp)": c["diff_mean_pct"].map(lambda x: "" if math.isnan(x) else f"{x:+.2f}"),
-        "95% CI (pp)": [f"[{lo:+.2f}, {hi:+.2f}]" if not math.isnan(lo) else ""
-                        for lo, hi in zip(c["diff_ci95_low_pct"], c["diff_ci95_high_pct"])],
-        "p": c["p_value"].map(lambda p: "" if math.isnan(p) else f"{p:.3g}"),
-        "p (BH)": c["p_adjusted"].map(lambda p: "" if math.isnan(p) else f"{p:.3g}"),
-        "verdict": c["verdict"],
+        **paired_columns(c, "difference (pp)", p_format=".3g"),
     })
     return markdown_table(view, index=False)
 
