@@ -1,4 +1,5 @@
-"""Data: datasets as uint8 tensors and a device-resident, seed-reproducible loader."""
+"""Data: datasets as whole tensors (built-ins and registered ones) and a device-resident, seed-reproducible
+loader."""
 
 from .datasets import (
     CIFAR10_MD5,
@@ -14,6 +15,7 @@ from .datasets import (
     with_validation,
 )
 from .loader import DeviceLoader, apply_augmentation, augment, draw_augmentation
+from .registry import dataset_info, list_datasets, register_dataset, unregister_dataset
 
 __all__ = [
     "CIFAR10_MD5",
@@ -28,7 +30,11 @@ __all__ = [
     "Split",
     "apply_augmentation",
     "augment",
+    "dataset_info",
     "draw_augmentation",
+    "list_datasets",
     "load_dataset",
+    "register_dataset",
+    "unregister_dataset",
     "with_validation",
 ]

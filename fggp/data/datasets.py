@@ -1,10 +1,12 @@
-"""Datasets as whole uint8 tensors, so a loader can keep them on the device.
+"""Datasets as whole tensors, so a loader can keep them on the device.
 
-Every dataset is converted once to ``Split(images uint8 [N, C, H, W], labels int64 [N])`` in its native
-shape (CIFAR-10 3x32x32, Fashion-MNIST and MNIST 1x28x28); the per-batch work (augmentation,
+Every built-in dataset is converted once to ``Split(images uint8 [N, C, H, W], labels int64 [N])`` in its
+native shape (CIFAR-10 3x32x32, Fashion-MNIST and MNIST 1x28x28); the per-batch work (augmentation,
 normalization) happens later on the device. ``cifar10``, ``fashion_mnist`` and ``mnist`` are real
 benchmarks; ``digits`` (scikit-learn's bundled images) and ``synthetic`` need no files or network and are
-CIFAR-shaped (3x32x32) stand-ins, so every architecture runs on them offline.
+CIFAR-shaped (3x32x32) stand-ins, so every architecture runs on them offline. Datasets registered with
+``fggp.data.register_dataset`` may hold any inputs (features, token ids, float images); only uint8
+``[N, C, H, W]`` inputs are treated as images.
 """
 
 from __future__ import annotations
@@ -35,17 +37,34 @@ class DatasetChecksumError(RuntimeError):
 
 @dataclass
 class Split:
-    images: torch.Tensor  # uint8 [N, C, H, W], NCHW
+    """One split's inputs and labels. ``images`` is the inputs, whatever they are: uint8 ``[N, C, H, W]``
+    images for the built-ins, any dtype and rank for a registered dataset (the name stays, as the whole
+    kit reads ``split.images``)."""
+
+    images: torch.Tensor  # the inputs [N, ...]; uint8 [N, C, H, W] (NCHW) for images
     labels: torch.Tensor  # int64 [N]
 
     def __post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
-            raise ValueError(f"images: expected uint8 [N, C, H, W], got {self.images.dtype} {list(self.images.shape)}")
-        if self.labels.dtype != torch.int64 or self.labels.shape != self.images.shape[:1]:
-            raise ValueError(f"labels: expected int64 [{len(self.images)}], got {self.labels.dtype} {list(self.labels.shape)}")
+        if not torch.is_tensor(self.images) or self.images.ndim < 1:
+            raise ValueError(f"images: expected a tensor of inputs [N, ...], got {_describe(self.images)}")
+        if (not torch.is_tensor(self.labels) or self.labels.dtype != torch.int64
+                or self.labels.shape != self.images.shape[:1]):
+            raise ValueError(f"labels: expected int64 [{len(self.images)}], got {_describe(self.labels)}")
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def is_image(self) -> bool:
+        """uint8 ``[N, C, H, W]``: the inputs the loader normalizes per channel and may crop and flip."""
+        return self.images.dtype == torch.uint8 and self.images.ndim == 4
+
+
+def _describe(x) -> str:
+    """``uint8 [N, C, H, W]`` for a tensor or array, else the type's name: what an error says was given."""
+    if isinstance(x, torch.Tensor):
+        return f"{x.dtype} {list(x.shape)}"
+    return f"a numpy array {x.dtype} {list(x.shape)}" if isinstance(x, np.ndarray) else type(x).__name__
 
 
 @dataclass
@@ -54,15 +73,20 @@ class Dataset:
     train: Split
     test: Split
     num_classes: int
-    mean: tuple[float, ...]  # per channel, in 0..1 units
-    std: tuple[float, ...]
+    mean: tuple[float, ...] | None  # per channel, in 0..1 units; None unless the inputs are images
+    std: tuple[float, ...] | None
     augment: bool = True  # whether crop+flip suit the data (a mirrored digit is another glyph)
-    val: Split | None = None  # held out of the training images by ``with_validation``; never augmented
+    val: Split | None = None  # held out of the training samples by ``with_validation``; never augmented
 
     @property
-    def shape(self) -> tuple[int, int, int]:
-        """``(channels, height, width)`` of one image: what a model is built for."""
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one input, ``(channels, height, width)`` for images: what a model is built for."""
         return tuple(self.train.images.shape[1:])
+
+    @property
+    def is_image(self) -> bool:
+        """uint8 ``[N, C, H, W]`` inputs: normalized (``mean``, ``std``) and optionally augmented per batch."""
+        return self.train.is_image
 
 
 def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -85,21 +109,22 @@ VAL_SPLIT_SEED = 0  # one split for every run seed, so runs that differ only in 
 
 
 def with_validation(data: Dataset, val_size: int, seed: int = VAL_SPLIT_SEED) -> Dataset:
-    """Hold ``val_size`` training images out as ``val``: stratified by class, the same for every run.
+    """Hold ``val_size`` training samples out as ``val``: stratified by class, the same for every run.
 
-    The test split is untouched; normalization keeps the dataset's statistics.
+    Works on any inputs (it only indexes). The test split is untouched; normalization keeps the dataset's
+    statistics.
     """
     from sklearn.model_selection import train_test_split
 
     n = len(data.train)
     if isinstance(val_size, bool) or not isinstance(val_size, int) or not 0 < val_size < n:
         raise ValueError(f"val_size: {val_size!r} must be an integer in [1, {n - 1}] for the {n} training "
-                         f"images of {data.name}")
+                         f"samples of {data.name}")
     labels = data.train.labels.numpy()
     try:
         keep, held = train_test_split(np.arange(n), test_size=val_size, stratify=labels, random_state=seed)
     except ValueError as e:
-        raise ValueError(f"val_size: {val_size} cannot give a split stratified by class of the {n} training images "
+        raise ValueError(f"val_size: {val_size} cannot give a split stratified by class of the {n} training samples "
                          f"of {data.name} ({e})") from None
     keep, held = torch.from_numpy(np.sort(keep)), torch.from_numpy(np.sort(held))
     train = Split(data.train.images[keep], data.train.labels[keep])
@@ -373,9 +398,10 @@ def _synthetic(data_dir=None, download: bool = True, *, seed: int = 0, n_train: 
     return Dataset("synthetic", train, test, num_classes, mean, std)
 
 
-# (channels, height, width) of each dataset's images, known without loading it: run configs check a model's
-# layer sizes (feasibility of per-layer floors) before any data is read.
-SHAPES: dict[str, tuple[int, int, int]] = {"cifar10": (3, 32, 32), "fashion_mnist": (1, 28, 28), "mnist": (1, 28, 28),
+# The shape of one input of each dataset ((channels, height, width) for images), known without loading it:
+# run configs check a model's layer sizes (feasibility of per-layer floors) before any data is read.
+# ``register_dataset`` adds to this and to DATASETS.
+SHAPES: dict[str, tuple[int, ...]] = {"cifar10": (3, 32, 32), "fashion_mnist": (1, 28, 28), "mnist": (1, 28, 28),
                                            "digits": (3, 32, 32), "synthetic": (3, 32, 32)}
 
 DATASETS: dict[str, Callable[..., Dataset]] = {"cifar10": _cifar10, "fashion_mnist": _fashion_mnist, "mnist": _mnist,
@@ -383,8 +409,8 @@ DATASETS: dict[str, Callable[..., Dataset]] = {"cifar10": _cifar10, "fashion_mni
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike = "data", download: bool = True, **kwargs) -> Dataset:
-    """Load ``name`` as device-ready uint8 tensors; ``kwargs`` go to the dataset (e.g. ``seed`` for synthetic,
+    """Load ``name`` as device-ready whole tensors; ``kwargs`` go to the dataset (e.g. ``seed`` for synthetic,
     ``sha256`` for the idx sets in tests)."""
-    if name not in DATASETS:
+    if name not in DATASETS:  # built-ins first, then registered datasets in the order they were registered
         raise ValueError(f"dataset: {name!r} is not one of {', '.join(DATASETS)}")
     return DATASETS[name](data_dir, download, **kwargs)

@@ -1,9 +1,10 @@
 """A device-resident loader: the whole split lives on the device, batches are tensor slices.
 
-Augmentation (reflect-pad 4, random 32x32 crop, random horizontal flip) is one gather per batch.
-All randomness of an epoch comes from a CPU generator seeded by ``(seed, epoch)``, so an epoch's
-batches are a pure function of those two numbers and a run resumed at an epoch boundary sees
-exactly the batches it would have seen.
+Image inputs (uint8 ``[N, C, H, W]``) are normalized per batch, and augmented (reflect-pad 4, random crop
+of the image's size, random horizontal flip) as one gather per batch; any other inputs (features, token
+ids, float images) are yielded as they are stored. All randomness of an epoch comes from a CPU generator
+seeded by ``(seed, epoch)``, so an epoch's batches are a pure function of those two numbers, whatever the
+data, and a run resumed at an epoch boundary sees exactly the batches it would have seen.
 """
 
 from __future__ import annotations
@@ -54,24 +55,51 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 class DeviceLoader:
-    """Batches of ``(x float32 normalized [B, 3, H, W], y int64 [B])`` from a split held on ``device``.
+    """Batches of ``(x, y int64 [B])`` from a split held on ``device``.
 
-    ``train=True`` shuffles (and, with ``augment``, crops and flips); the draws are made even when
-    ``augment`` is off, so the data order does not depend on it.
+    For images (uint8 ``[N, C, H, W]``) ``x`` is float32, normalized with ``mean``/``std`` (per channel, 0..1
+    units) and channels_last when asked; any other inputs come out unchanged (same dtype, no normalization,
+    augmentation or layout change), so ``mean``, ``std`` stay None and ``channels_last`` is ignored.
+    ``train=True`` shuffles (and, for images with ``augment``, default on, crops and flips); the permutation is drawn
+    first and the same for every kind of data, and the crop draws are made even when ``augment`` is off, so
+    the data order depends on neither.
     """
 
-    def __init__(self, split: Split, batch_size: int, *, train: bool, mean: Sequence[float], std: Sequence[float],
-                 device: torch.device | str = "cpu", seed: int = 0, drop_last: bool = False,
-                 channels_last: bool = True, augment: bool = True) -> None:
+    def __init__(self, split: Split, batch_size: int, *, train: bool, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None, device: torch.device | str = "cpu", seed: int = 0,
+                 drop_last: bool = False, channels_last: bool = True, augment: bool | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size: {batch_size} is not >= 1")
+        self.is_image = split.is_image
+        kind = f"{split.images.dtype} {list(split.images.shape)}"
+        if self.is_image:
+            channels = split.images.shape[1]
+            for field, values in (("mean", mean), ("std", std)):
+                if values is None or len(values) != channels:
+                    raise ValueError(f"{field}: uint8 images {kind} need {channels} per-channel values, got {values!r}")
+        else:
+            if mean is not None or std is not None:
+                raise ValueError(f"mean: the inputs {kind} are not uint8 images [N, C, H, W] and are not "
+                                 "normalized; pass mean=None, std=None")
+            if train and augment:
+                raise ValueError(f"augment: the inputs {kind} are not uint8 images [N, C, H, W]; crop and flip "
+                                 "apply only to images, pass augment=False")
+        if augment is None:  # images are cropped and flipped unless told otherwise; nothing else ever is
+            augment = self.is_image
+        if train and augment and min(split.images.shape[2:]) <= PAD:
+            raise ValueError(f"augment: images {kind} are too small for a reflect-pad-{PAD} crop (height and "
+                             f"width must be > {PAD}); pass augment=False")
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
         self.batch_size, self.train, self.seed = batch_size, train, seed
-        self.drop_last, self.channels_last, self.augment = drop_last, channels_last, augment
+        self.drop_last, self.augment = drop_last, augment and self.is_image
+        self.channels_last = channels_last and self.is_image
         self.device = self.images.device
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1) * 255
-        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1) * 255
+        if self.is_image:
+            self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1) * 255
+            self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1) * 255
+        else:
+            self.mean = self.std = None
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -85,6 +113,9 @@ class DeviceLoader:
         return torch.Generator().manual_seed(self.seed * 100003 + epoch)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Images to float32 normalized (channels_last if asked); other inputs are returned as they are."""
+        if not self.is_image:
+            return images
         x = (images.float() - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
@@ -93,7 +124,8 @@ class DeviceLoader:
         if self.train:
             g = self.generator(epoch)
             order = torch.randperm(n, generator=g).to(self.device)
-            dy, dx, flip = (t.to(self.device) for t in draw_augmentation(n, g))
+            if self.is_image:  # drawn after the permutation: the order is the same for every kind of data
+                dy, dx, flip = (t.to(self.device) for t in draw_augmentation(n, g))
         for i in range(len(self)):
             s = slice(i * bs, (i + 1) * bs)
             if self.train:
