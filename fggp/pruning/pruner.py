@@ -7,6 +7,9 @@
 Steps are counted from 1 (the t-th completed optimizer step). A pruning step uses the gradient of its
 own minibatch (or the mean |grad| over the recipe's ``grad_window`` minibatches ending there) and the
 weights after that step's update, as GraNet's ``Masking`` does.
+
+Under DistributedDataParallel, pass the wrapped model or the bare one: mask names never carry the
+wrapper's ``module.`` prefix, and every mask update is broadcast from rank 0 so all ranks prune alike.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from torch import nn
 from .. import faults
 from .distribution import DISTRIBUTIONS, counts_from_densities
 from .floors import check_feasible, floor_counts, minimum_threshold
-from .masks import apply_masks, prunable_parameters
+from .masks import apply_masks, output_counts, prunable_parameters, unwrap
 from .recipes import Recipe, get_recipe
 from .regrowth import drop_and_regrow
+from .safety import CollapseWatch, broadcast_from_rank0, coverage_warning
 from .schedules import SparsitySchedule, annealed_rate, cosine_decay
 from .selection import get_order, pool_mask, pool_size, select_in_pool, select_prune
 
@@ -40,15 +44,22 @@ class Pruner:
         prune_every: int = 1000,
         total_steps: int | None = None,
         seed: int = 0,
+        include=None,
         exclude=(),
+        log=print,
         **recipe_overrides,
     ):
+        """``include`` / ``exclude``: glob patterns over parameter names (see ``prunable_parameters``);
+        ``log``: where the one-line summary of what is pruned goes (None: nowhere; also ``self.summary``)."""
         self.recipe = get_recipe(recipe, **recipe_overrides)
         self.optimizer = optimizer
-        self.params = prunable_parameters(model, exclude)
+        model = unwrap(model)
+        self.params = prunable_parameters(model, exclude, include=include)
         self.names = list(self.params)
         self.sizes = {n: p.numel() for n, p in self.params.items()}
         self.total = sum(self.sizes.values())
+        self.outputs = output_counts(model, self.params)
+        self.model_total = sum(p.numel() for p in model.parameters())  # parameters() counts a shared one once
         self.schedule = SparsitySchedule(
             initial=initial_sparsity, final=target_sparsity, start=start_step, end=end_step,
             every=prune_every, kind=self.recipe.schedule, power=self.recipe.power, progress=self.recipe.progress,
@@ -65,8 +76,25 @@ class Pruner:
         self.generator = torch.Generator().manual_seed(seed)
         self._grad_sum: dict[str, torch.Tensor] | None = None
         self._grad_count = 0
+        self._in_step = False  # between before_step() and after_step()
+        self._collapse = CollapseWatch(self.outputs, {n: tuple(p.shape) for n, p in self.params.items()})
         self.masks = self._initial_masks()
         self._refresh()
+        self.summary = self._summary()
+        if log is not None:
+            log(self.summary)
+        if self.recipe.prunes:
+            coverage_warning(self.total, self.model_total, self.schedule.final)
+
+    def _summary(self) -> str:
+        """One line: how many tensors and parameters are pruned, and what the target means for the model."""
+        share = self.total / self.model_total if self.model_total else 1.0
+        what = (f"{len(self.names)} tensors, {self.total:,} of {self.model_total:,} model parameters "
+                f"({share:.1%})")
+        if not self.recipe.prunes:
+            return f"pruner: {what}; the recipe prunes nothing"
+        target = self.schedule.final
+        return f"pruner: {what}; target {target * 100:.4g}% of them = {target * share:.1%} of the model"
 
     # ----------------------------------------------------------------- set-up
     def _initial_masks(self) -> dict[str, torch.Tensor]:
@@ -79,7 +107,7 @@ class Pruner:
             flat = torch.zeros(self.sizes[n], dtype=torch.bool)
             flat[torch.randperm(self.sizes[n], generator=self.generator)[: counts[n]]] = True
             masks[n] = flat.view_as(mask).to(mask.device)
-        return masks
+        return dict(zip(self.names, broadcast_from_rank0([masks[n] for n in self.names])))
 
     def _refresh(self) -> None:
         """Cache float multipliers of the masks, laid out like their weights (channels_last too), and zero
@@ -93,6 +121,12 @@ class Pruner:
     @torch.no_grad()
     def before_step(self) -> None:
         """After ``loss.backward()``: keep |grad| when a pruning step needs it, then zero pruned grads."""
+        if self._in_step:
+            raise RuntimeError(
+                f"before_step() was called twice without after_step() (after step {self.step}): call "
+                "pruner.after_step() after optimizer.step(), or the pruner never counts steps and never prunes"
+            )
+        self._in_step = True
         if not self.recipe.prunes:
             return
         upcoming = self.step + 1
@@ -108,6 +142,7 @@ class Pruner:
     @torch.no_grad()
     def after_step(self) -> None:
         """After ``optimizer.step()``: re-apply masks (weights and momentum), then prune if due."""
+        self._in_step = False
         self.step += 1
         if not self.recipe.prunes:
             return
@@ -178,11 +213,16 @@ class Pruner:
                 grown[n] &= ~new[n]  # dropped and regrown in the same step: keeps its value and momentum
                 new[n] = after
 
+        # every rank takes rank 0's masks (and regrown entries), so DDP replicas stay identical
+        synced = broadcast_from_rank0([new[n] for n in self.names] + [grown[n] for n in grown])
+        new = dict(zip(self.names, synced[: len(self.names)]))
+        grown = dict(zip(list(grown), synced[len(self.names):]))
         faults.reach("prune")
         self.masks = {n: new[n].view_as(self.masks[n]) for n in self.names}
         self._refresh()
         for n, g in grown.items():
             self._zero_entries(n, g.view_as(self.masks[n]))
+        self._collapse.check({n: _count(self.masks[n]) for n in self.names})
 
     def _select(self, name, weights, grads, masks, k, rate) -> torch.Tensor:
         return select_prune(weights[name], _get(grads, name), masks[name], k, self.recipe.order, rate, self.generator)
@@ -282,9 +322,10 @@ class Pruner:
         return digest.hexdigest()
 
     def report(self) -> list[dict]:
-        """One row per prunable layer: name, shape, size, active, density (for logs and DataFrames)."""
+        """One row per prunable layer: name, shape, size, outputs, active, density (for logs and DataFrames);
+        a layer with fewer active weights than outputs has outputs cut off from its input."""
         return [
-            {"name": n, "shape": tuple(self.masks[n].shape), "size": self.sizes[n],
+            {"name": n, "shape": tuple(self.masks[n].shape), "size": self.sizes[n], "outputs": self.outputs[n],
              "active": _count(self.masks[n]), "density": _count(self.masks[n]) / self.sizes[n]}
             for n in self.names
         ]
@@ -309,6 +350,7 @@ class Pruner:
         if state.get("recipe", self.recipe.to_dict()) != self.recipe.to_dict():
             raise ValueError("state: it was saved by a pruner with another recipe")
         self.step = int(state["step"])
+        self._in_step = False
         self.masks = {n: state["masks"][n].to(self.params[n].device) for n in self.names}
         grad_sum = state.get("grad_sum")
         self._grad_sum = None if grad_sum is None else {n: g.to(self.params[n].device) for n, g in grad_sum.items()}
