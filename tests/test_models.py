@@ -4,15 +4,18 @@ import pytest
 import torch
 from torch import nn
 
-from fggp.models import MODELS, build_model, flops, layer_macs
+from fggp.models import (MODELS, build_model, flops, get_model, layer_macs, list_models, recommended_config,
+                         register_model)
+from fggp.models.registry import RECOMMENDED
 
 # Exact counts (all parameters incl. BN affine and linear bias, 10 classes) for 3x32x32 images.
 PARAMS = {"vgg19": 20_035_018, "resnet50": 23_520_842, "resnet20": 272_474, "tiny": 24_346,
-          "lenet300_100": 953_010, "lenet5": 657_080}
+          "lenet300_100": 953_010, "lenet5": 657_080, "vit_tiny": 142_026}
 # For 1x28x28 (Fashion-MNIST, MNIST): the convolutional nets lose two thirds of their stem's weights.
 PARAMS_1x28x28 = {"vgg19": 20_035_018 - 2 * 64 * 9, "resnet50": 23_520_842 - 2 * 64 * 9,
                   "resnet20": 272_474 - 2 * 16 * 9, "tiny": 24_346 - 2 * 16 * 9,
-                  "lenet300_100": 266_610, "lenet5": 431_080}
+                  "lenet300_100": 266_610, "lenet5": 431_080,
+                  "vit_tiny": 142_026 - 2 * 16 * 64 - 15 * 64}  # 2 channels fewer, 49+1 tokens, not 64+1
 
 
 def n_params(model: nn.Module) -> int:
@@ -25,7 +28,8 @@ def vgg():
 
 
 def test_registry_names():
-    assert sorted(MODELS) == ["lenet300_100", "lenet5", "resnet20", "resnet50", "tiny", "vgg19"]
+    assert sorted(MODELS) == ["lenet300_100", "lenet5", "resnet20", "resnet50", "tiny", "vgg19", "vit_tiny"]
+    assert list_models() == sorted(MODELS)
 
 
 @pytest.mark.parametrize("name", sorted(PARAMS))
@@ -65,9 +69,16 @@ def test_lenet5_forward_matches_its_definition():
         torch.testing.assert_close(model(x), F.linear(h, model.fc2.weight, model.fc2.bias))
 
 
-@pytest.mark.parametrize("shape", [(2, 28), (0, 28, 28), (1, 28.0, 28), "1x28x28"])
+@pytest.mark.parametrize("shape", [(2, 28), (20,), (1, 1, 28, 28)])
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_image_models_want_three_dims(name, shape):
+    with pytest.raises(ValueError, match=rf"^input_shape: .* must be three positive integers .* for {name}$"):
+        build_model(name, input_shape=shape)
+
+
+@pytest.mark.parametrize("shape", [(0, 28, 28), (1, 28.0, 28), "1x28x28", (), (True, 28, 28), None, (20, -1)])
 def test_bad_input_shape(shape):
-    with pytest.raises(ValueError, match=r"^input_shape: .* must be three positive integers"):
+    with pytest.raises(ValueError, match=r"^input_shape: .* must be positive integers, one sample's shape"):
         build_model("tiny", input_shape=shape)
 
 
@@ -126,7 +137,9 @@ def test_convs_use_kaiming_fan_out_init():
 def test_unknown_arch_message():
     with pytest.raises(ValueError) as exc:
         build_model("foo")
-    assert str(exc.value) == "arch: 'foo' is not one of lenet300_100, lenet5, resnet20, resnet50, tiny, vgg19"
+    assert str(exc.value) == ("arch: 'foo' is not one of lenet300_100, lenet5, resnet20, resnet50, tiny, vgg19, "
+                              "vit_tiny")
+    assert build_model is get_model
 
 
 def test_layer_macs_toy_model():
@@ -226,3 +239,129 @@ def test_global_avg_pool_is_adaptive_avg_pool():
     (g_ours,) = torch.autograd.grad(ours.square().sum(), x)
     (g_ref,) = torch.autograd.grad(reference.square().sum(), x)
     torch.testing.assert_close(g_ours, g_ref)
+
+
+# --- the registry: your own model by name ---------------------------------------------------------------
+
+@pytest.fixture
+def registered():
+    """Names a test registers, removed afterwards so every other test sees the zoo's registry."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        MODELS.pop(name, None)
+        RECOMMENDED.pop(name, None)
+
+
+class TokenClassifier(nn.Module):
+    """Token ids -> mean embedding -> classes: a model whose input is not an image."""
+
+    def __init__(self, num_classes: int, input_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        (self.length,) = input_shape
+        self.embed = nn.Embedding(100, 8)
+        self.head = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        return self.head(self.embed(x).mean(1))
+
+
+def test_register_get_and_list(registered):
+    calls = []
+
+    def build(num_classes, input_shape):
+        calls.append((num_classes, input_shape))
+        return TokenClassifier(num_classes, input_shape)
+
+    registered.append("tokens")
+    assert register_model("tokens", build) is build
+    assert MODELS["tokens"] is build and "tokens" in list_models() and list_models() == sorted(MODELS)
+    model = get_model("tokens", num_classes=4, input_shape=[20])
+    assert calls == [(4, (20,))]  # keyword arguments, the shape as a tuple
+    assert model(torch.zeros(2, 20, dtype=torch.long)).shape == (2, 4)
+    assert build_model("tokens", num_classes=3, input_shape=(20,)).head.out_features == 3
+    assert recommended_config("tokens") == {}
+
+
+def test_register_as_decorator_with_recommended(registered):
+    registered.append("features.mlp-v2")
+    defaults = {"optimizer": "adamw", "lr": 3e-4}
+
+    @register_model("features.mlp-v2", recommended=defaults)
+    def mlp(num_classes, input_shape):
+        return nn.Sequential(nn.Linear(input_shape[0], 16), nn.ReLU(), nn.Linear(16, num_classes))
+
+    assert callable(mlp) and MODELS["features.mlp-v2"] is mlp
+    assert get_model("features.mlp-v2", 5, (64,))(torch.randn(3, 64)).shape == (3, 5)
+    got = recommended_config("features.mlp-v2")
+    assert got == defaults
+    got["lr"] = 1.0
+    defaults["lr"] = 2.0  # neither the caller's dict nor the returned copy reaches the registry
+    assert recommended_config("features.mlp-v2") == {"optimizer": "adamw", "lr": 3e-4}
+
+
+def test_vit_tiny_recommends_its_training_fields():
+    assert recommended_config("vit_tiny") == {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05,
+                                              "lr_schedule": "cosine", "warmup_epochs": 1, "batch_size": 128}
+    assert recommended_config("resnet20") == {}
+    with pytest.raises(ValueError, match=r"^arch: 'nope' is not one of lenet300_100, "):
+        recommended_config("nope")
+
+
+@pytest.mark.parametrize("name", ["tiny", "vit_tiny"])
+def test_a_builtin_name_is_refused(name):
+    before = MODELS[name]
+    with pytest.raises(ValueError) as exc:
+        register_model(name, lambda num_classes, input_shape: nn.Linear(1, 1))
+    assert str(exc.value).startswith(f"arch: {name!r} is already registered")
+    assert "\n" not in str(exc.value) and MODELS[name] is before
+
+
+def test_a_taken_user_name_is_refused(registered):
+    registered.append("mine")
+    first = register_model("mine", TokenClassifier)
+    with pytest.raises(ValueError, match=r"^arch: 'mine' is already registered"):
+        register_model("mine", TokenClassifier)
+    with pytest.raises(ValueError, match=r"^arch: 'mine' is already registered"):
+        register_model("mine")  # the decorator form refuses at once, before it decorates anything
+    assert MODELS["mine"] is first
+
+
+@pytest.mark.parametrize("name", ["", "my model", "a/b", "résnet", None, 3, "x\n"])
+def test_bad_names_are_refused(name):
+    with pytest.raises(ValueError, match=r"^arch: .* is not a valid name \(a non-empty string of letters"):
+        register_model(name, TokenClassifier)
+    assert name not in MODELS
+
+
+def test_a_build_that_is_not_callable_is_refused():
+    with pytest.raises(ValueError, match=r"^arch: 'broken' build must be callable"):
+        register_model("broken", nn.Linear(2, 2).weight)
+    with pytest.raises(ValueError, match=r"^arch: 'broken' recommended must be a dict"):
+        register_model("broken", TokenClassifier, recommended=[("lr", 1.0)])
+    assert "broken" not in MODELS and "broken" not in RECOMMENDED
+
+
+def test_a_build_that_returns_no_module_is_refused(registered):
+    registered.append("not_a_module")
+    register_model("not_a_module", lambda num_classes, input_shape: "a string")
+    with pytest.raises(ValueError) as exc:
+        get_model("not_a_module")
+    assert str(exc.value) == "arch: 'not_a_module' build returned a str, not an nn.Module"
+
+
+def test_registered_model_is_counted_by_flops(registered):
+    registered.append("tokens")
+    register_model("tokens", TokenClassifier)
+    model = get_model("tokens", num_classes=4, input_shape=(20,))
+    assert layer_macs(model, (1, 20)) == {"head.weight": 8 * 4}  # the embedding costs nothing, mean pools
+    assert "tokens" in list_models()
+
+
+
+def test_input_shape_may_be_a_list_or_numpy_ints():
+    np = pytest.importorskip("numpy")
+    shape = [np.int64(1), np.int64(28), 28]
+    model = build_model("lenet300_100", input_shape=shape)
+    assert model.fc1.in_features == 784
+    assert build_model("vit_tiny", input_shape=torch.Size([1, 28, 28])).pos_embed.shape == (1, 50, 64)

@@ -12,6 +12,8 @@ other than the pooling. All layers have biases; initialization is PyTorch's defa
 
 from torch import Tensor, nn
 
+from .registry import image_shape
+
 
 class LeNet300100(nn.Module):
     def __init__(self, num_classes: int = 10, input_shape: tuple[int, int, int] = (1, 28, 28)) -> None:
@@ -52,8 +54,8 @@ class LeNet5(nn.Module):
 
 
 def lenet300_100(num_classes: int = 10, input_shape: tuple[int, int, int] = (1, 28, 28)) -> LeNet300100:
-    return LeNet300100(num_classes, input_shape)
+    return LeNet300100(num_classes, image_shape(input_shape, "lenet300_100"))
 
 
 def lenet5(num_classes: int = 10, input_shape: tuple[int, int, int] = (1, 28, 28)) -> LeNet5:
-    return LeNet5(num_classes, input_shape)
+    return LeNet5(num_classes, image_shape(input_shape, "lenet5"))

@@ -7,6 +7,7 @@ the usual adaptation of ImageNet ResNets to CIFAR.
 from torch import Tensor, nn
 
 from .pool import GlobalAvgPool
+from .registry import image_shape
 
 
 def _shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Module:
@@ -88,8 +89,9 @@ class ResNet(nn.Module):
 
 
 def resnet20(num_classes: int = 10, input_shape: tuple[int, int, int] = (3, 32, 32)) -> ResNet:
-    return ResNet(BasicBlock, [3, 3, 3], [16, 32, 64], num_classes, input_shape[0])
+    return ResNet(BasicBlock, [3, 3, 3], [16, 32, 64], num_classes, image_shape(input_shape, "resnet20")[0])
 
 
 def resnet50(num_classes: int = 10, input_shape: tuple[int, int, int] = (3, 32, 32)) -> ResNet:
-    return ResNet(Bottleneck, [3, 4, 6, 3], [64, 128, 256, 512], num_classes, input_shape[0])
+    return ResNet(Bottleneck, [3, 4, 6, 3], [64, 128, 256, 512], num_classes,
+                  image_shape(input_shape, "resnet50")[0])

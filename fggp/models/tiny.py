@@ -7,6 +7,7 @@ sizes to distribute sparsity over, while one epoch on ~1.4 k images takes about 
 from torch import Tensor, nn
 
 from .pool import GlobalAvgPool
+from .registry import image_shape
 
 
 def _conv_bn(in_ch: int, out_ch: int) -> list[nn.Module]:
@@ -32,4 +33,4 @@ class TinyCNN(nn.Module):
 
 
 def tiny(num_classes: int = 10, input_shape: tuple[int, int, int] = (3, 32, 32)) -> TinyCNN:
-    return TinyCNN(num_classes, input_shape[0])
+    return TinyCNN(num_classes, image_shape(input_shape, "tiny")[0])

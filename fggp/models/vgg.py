@@ -3,6 +3,7 @@
 from torch import Tensor, nn
 
 from .pool import GlobalAvgPool
+from .registry import image_shape
 
 CFG_19 = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
           512, 512, 512, 512, "M", 512, 512, 512, 512]
@@ -38,4 +39,4 @@ class VGG(nn.Module):
 
 
 def vgg19(num_classes: int = 10, input_shape: tuple[int, int, int] = (3, 32, 32)) -> VGG:
-    return VGG(CFG_19, num_classes, input_shape[0])
+    return VGG(CFG_19, num_classes, image_shape(input_shape, "vgg19")[0])
