@@ -69,10 +69,16 @@ def _allowed(name: str) -> str:
             "precision": ", ".join(PRECISIONS), "device": "auto, cpu, cuda, cuda:N",
             "target_sparsity": "[0, 1)", "initial_sparsity": "[0, 1), <= target_sparsity",
             "rate": "(0, 1]; two-step recipes only", "grad_window": ">= 1; recipes that read gradients only",
-            "lr": "> 0, finite", "momentum": "[0, 1)", "weight_decay": ">= 0, finite", "lr_gamma": "(0, 1]",
+            "lr": "> 0, finite", "weight_decay": ">= 0, finite", "lr_gamma": "(0, 1]",
             "lr_milestones": "fractions in [0, 1], comma-separated", "epochs": ">= 1", "batch_size": ">= 1",
             "prune_every": ">= 1 (optimizer steps)", "prune_end_epoch": "<= epochs",
-            "prune_start_epoch": "<= prune_end_epoch", "extra": "JSON object"}.get(name, "")
+            "prune_start_epoch": "<= prune_end_epoch", "extra": "JSON object",
+            "optimizer": "sgd, adamw", "lr_schedule": "step, cosine", "warmup_epochs": "0 .. epochs",
+            "betas": "two numbers in [0, 1), comma-separated; adamw only", "eps": "(0, 1]; adamw only",
+            "momentum": "[0, 1); sgd only", "nesterov": "sgd only",
+            "include": "globs over parameter names, comma-separated; empty: the default layers' weights",
+            "exclude": "globs over parameter names, comma-separated",
+            "plugins": ".py files or module names, comma-separated"}.get(name, "")
 
 
 def _fields_help() -> str:

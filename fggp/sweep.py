@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
-import hashlib
 import itertools
 import json
 import os
@@ -32,7 +31,7 @@ from .executors import (EXECUTORS, KERNEL, NOTEBOOKS, RUN_NOTEBOOK, ClusterOptio
 from .pruning import RECIPES, Infeasible
 from .train import RunConfig
 from .train.checkpoint import check_out_dir, epochs_done, read_result, write_json
-from .train.config import NOT_IDENTITY, knob_applies
+from .train.config import identity_of, knob_applies, run_id_of
 
 REPORT_NOTEBOOK = NOTEBOOKS / "03_aggregate_results.ipynb"
 GRID_KEYS = ("name", "grid", "fixed")
@@ -115,12 +114,7 @@ def load_grid(path: str | Path) -> dict:
 
 def _stable_id(fields: dict) -> str:
     """The run id a point would have, computed from its fields (Infeasible stops RunConfig itself)."""
-    d = {**_defaults(), **json.loads(json.dumps(fields, default=list))}
-    for key in NOT_IDENTITY:
-        d.pop(key, None)
-    digest = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
-    return (f"{d['arch']}-{d['dataset']}-{d['recipe']}-s{d['target_sparsity']:g}-i{d['initial_sparsity']:g}"
-            f"-seed{d['seed']}-{digest}")
+    return run_id_of(identity_of({**_defaults(), **json.loads(json.dumps(fields, default=list))}))
 
 
 def _defaults() -> dict:

@@ -39,3 +39,30 @@ def load_benchmark():
         return module
 
     return load
+
+
+@pytest.fixture
+def isolated_plugins():
+    """Whatever a plugin registers during the test (models, datasets, orders, recipes) is gone afterwards, and
+    the plugin module with it, so a later test imports it afresh and the registries look as the package made them."""
+    import sys
+
+    from fggp.data import DATASETS, SHAPES
+    from fggp.data import registry as data_registry
+    from fggp.models import MODELS
+    from fggp.models import registry as model_registry
+    from fggp.pruning import ORDERS, RECIPES
+    from fggp.train import config as train_config
+
+    stores = [MODELS, model_registry.RECOMMENDED, DATASETS, SHAPES, data_registry._REGISTERED, ORDERS, RECIPES,
+              train_config.PLUGIN_DIGESTS]
+    before = [dict(s) for s in stores]
+    modules = set(sys.modules)
+    yield
+    for store, saved in zip(stores, before):
+        store.clear()
+        store.update(saved)
+    for name in set(sys.modules) - modules:
+        if name.startswith("fggp_plugin_"):
+            del sys.modules[name]
+    train_config.layer_shapes.cache_clear()

@@ -175,6 +175,8 @@ def test_epoch_log_follows_a_live_run(tmp_path):
     config = RunConfig(arch="tiny", dataset="synthetic", epochs=2, prune_end_epoch=1, prune_every=5, progress=False)
     printed = []
     run(config, tmp_path, log=EpochLog(tmp_path / config.run_id, printed.append))
+    assert printed[0].startswith("pruner: 4 tensors, ")  # what it prunes, passed through before the table
+    printed = printed[1:]
     assert printed[0].split()[:3] == ["epoch", "train", "loss"]
     assert [line.split()[0] for line in printed[1:3]] == ["1/2", "2/2"]
     assert printed[3].startswith("completed: final test acc") and len(printed) == 4

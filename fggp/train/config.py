@@ -28,7 +28,16 @@ from ..pruning import RECIPES, check_feasible, floor_counts, get_order, get_reci
 from ..pruning.validate import at_least, in_range, one_of
 
 PRECISIONS = ("auto", "fp32", "bf16")
+OPTIMIZERS = ("sgd", "adamw")
+LR_SCHEDULES = ("step", "cosine")
 NOT_IDENTITY = ("data_dir", "download", "progress", "device", "channels_last", "plugins")
+# Fields added after runs were made: at these values they are left out of the identity, so the run ids made
+# before each option existed stay valid (val_size and bn_recalibrate at 0 likewise).
+LATER_FIELDS = {"val_size": 0, "bn_recalibrate": 0, "optimizer": "sgd", "betas": [0.9, 0.999], "eps": 1e-8,
+                "lr_schedule": "step", "warmup_epochs": 0, "include": [], "exclude": []}
+# Digest of each imported plugin's source, by its resolved name: part of the identity of a run that uses it,
+# so an edited model, dataset or criterion is a new run and never "already completed" with the old result.
+PLUGIN_DIGESTS: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -43,11 +52,16 @@ class RunConfig:
     epochs: int = 160
     batch_size: int = 128
     lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    lr_milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the epochs: 80 and 120 of 160
-    lr_gamma: float = 0.1
+    optimizer: str = "sgd"  # sgd (the paper's) or adamw
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = True  # sgd only
+    betas: tuple[float, ...] = (0.9, 0.999)  # adamw only
+    eps: float = 1e-8  # adamw only
+    weight_decay: float = 5e-4  # sgd: L2 in the gradient; adamw: decoupled
+    lr_schedule: str = "step"  # step: lr x lr_gamma at each milestone; cosine: to 0 at the last step
+    lr_milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the epochs: 80 and 120 of 160 (step only)
+    lr_gamma: float = 0.1  # step only
+    warmup_epochs: int = 0  # linear warm-up of the lr over the first epochs (either schedule)
     prune_start_epoch: int = 0
     prune_end_epoch: int = 80
     prune_every: int = 1000  # optimizer steps
@@ -64,7 +78,9 @@ class RunConfig:
     bn_recalibrate: int = 0  # >0: re-estimate BatchNorm statistics on this many train batches before each evaluation
     progress: bool = True
     extra: dict = field(default_factory=dict)  # free-form labels; part of the run's identity
-    plugins: tuple[str, ...] = ()  # modules or .py files imported first: they register orders and recipes
+    plugins: tuple[str, ...] = ()  # modules or .py files imported first: they register models, data, orders, recipes
+    include: tuple[str, ...] = ()  # globs over named_parameters() to prune; empty: the default layers' weights
+    exclude: tuple[str, ...] = ()  # globs taken out of the prunable set
 
     def __post_init__(self):
         object.__setattr__(self, "plugins", load_plugins(self.plugins))
@@ -105,6 +121,29 @@ class RunConfig:
         object.__setattr__(self, "lr_milestones", tuple(self.lr_milestones))
         for m in self.lr_milestones:
             in_range("lr_milestones", m, 0, 1)
+        one_of("optimizer", self.optimizer, OPTIMIZERS)
+        one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        if not isinstance(self.betas, (list, tuple)) or len(self.betas) != 2:
+            raise ValueError(f"betas: {self.betas!r} must be two numbers in [0, 1), e.g. 0.9,0.999")
+        object.__setattr__(self, "betas", tuple(self.betas))
+        for b in self.betas:
+            in_range("betas", b, 0, 1, high_open=True)
+        in_range("eps", self.eps, 0, 1, low_open=True)
+        if self.optimizer != "adamw":
+            for name, value in (("betas", list(self.betas)), ("eps", self.eps)):
+                if value != LATER_FIELDS[name]:
+                    raise ValueError(f"{name}: only optimizer=adamw reads it (optimizer is {self.optimizer!r}); "
+                                     f"leave it unset")
+        _integer("warmup_epochs", self.warmup_epochs, 0)
+        if self.warmup_epochs > self.epochs:
+            raise ValueError(f"warmup_epochs: {self.warmup_epochs} is longer than training (epochs={self.epochs})")
+        for name in ("include", "exclude"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
+                    isinstance(v, str) and v for v in value):
+                raise ValueError(f"{name}: {value!r} must be a list of glob patterns over parameter names, "
+                                 f"e.g. features.*.weight")
+            object.__setattr__(self, name, tuple(value))
         device = self.device if isinstance(self.device, str) else ""
         if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:") and device[5:].isdigit()):
             raise ValueError(f"device: {self.device!r} is not one of auto, cpu, cuda, cuda:N")
@@ -125,10 +164,11 @@ class RunConfig:
             if getattr(self, knob) is not None and not knob_applies(self.recipe, knob):
                 raise ValueError(f"{knob}: recipe {self.recipe!r} does not use it ({KNOB_USERS[knob]}); leave it unset")
         recipe = self.pruning_recipe()  # rate / grad_window are checked by the recipe
-        if recipe.prunes and recipe.min_keep:
-            sizes, shapes = layer_shapes(self.arch, SHAPES[self.dataset])
-            check_feasible(sizes, floor_counts(sizes, recipe.min_keep), self.target_sparsity,
-                           initial_counts(sizes, shapes, recipe, self.initial_sparsity))
+        if recipe.prunes and (recipe.min_keep or self.include or self.exclude):  # patterns checked up front
+            sizes, shapes = layer_shapes(self.arch, tuple(SHAPES[self.dataset]), self.include, self.exclude)
+            if recipe.min_keep:
+                check_feasible(sizes, floor_counts(sizes, recipe.min_keep), self.target_sparsity,
+                               initial_counts(sizes, shapes, recipe, self.initial_sparsity))
 
     def pruning_recipe(self):
         overrides = {k: v for k, v in (("rate", self.rate), ("grad_window", self.grad_window)) if v is not None}
@@ -141,19 +181,20 @@ class RunConfig:
     def identity(self) -> dict:
         """The fields that name the run: not where data lives, whether a bar is drawn, which GPU runs it,
         or how its tensors are laid out in memory."""
-        d = self.to_dict()
-        for key in NOT_IDENTITY:
-            d.pop(key)
-        for key in ("val_size", "bn_recalibrate"):
-            if not d[key]:  # off: the run ids made before the option existed stay valid
-                d.pop(key)
-        return d
+        return identity_of(self.to_dict())
 
     @property
     def run_id(self) -> str:
-        digest = hashlib.sha1(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:10]
-        return (f"{self.arch}-{self.dataset}-{self.recipe}-s{self.target_sparsity:g}-i{self.initial_sparsity:g}"
-                f"-seed{self.seed}-{digest}")
+        return run_id_of(self.identity())
+
+    @classmethod
+    def for_arch(cls, arch: str, **fields) -> "RunConfig":
+        """A config that starts from the training fields the architecture's registry entry recommends
+        (``fggp.models.recommended_config``; vit_tiny: AdamW, cosine, warm-up), then ``fields``."""
+        from ..models import recommended_config
+
+        one_of("arch", arch, MODELS)
+        return cls(**{**recommended_config(arch), **fields, "arch": arch})
 
     @classmethod
     def from_strings(cls, pairs: list[str], **base) -> "RunConfig":
@@ -180,22 +221,55 @@ class RunConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"{unknown[0]}: unknown field; fields are {', '.join(sorted(names))}")
-        return cls(**{k: tuple(v) if k in ("lr_milestones", "plugins") and isinstance(v, list) else v
-                      for k, v in d.items()})
+        return cls(**{k: tuple(v) if k in TUPLE_FIELDS and isinstance(v, list) else v for k, v in d.items()})
+
+
+TUPLE_FIELDS = ("lr_milestones", "plugins", "betas", "include", "exclude")
+
+
+def identity_of(d: dict) -> dict:
+    """The identity of a config given as a plain dict (a RunConfig's, or a grid point RunConfig refused)."""
+    d = dict(d)
+    for key in NOT_IDENTITY:
+        if key != "plugins":
+            d.pop(key, None)
+    for key, default in LATER_FIELDS.items():
+        if key in d and d[key] == default:
+            d.pop(key)
+    plugins = d.pop("plugins", None) or ()
+    if plugins:  # the code, not where it lives: the same file elsewhere is the same run
+        d["plugin_digests"] = [PLUGIN_DIGESTS.get(p, "not imported") for p in plugins]
+    return d
+
+
+def run_id_of(identity: dict) -> str:
+    d = identity
+    digest = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+    return (f"{d['arch']}-{d['dataset']}-{d['recipe']}-s{d['target_sparsity']:g}-i{d['initial_sparsity']:g}"
+            f"-seed{d['seed']}-{digest}")
 
 
 @functools.lru_cache(maxsize=None)
-def layer_shapes(arch: str, input_shape: tuple[int, int, int] = (3, 32, 32)) -> tuple[dict[str, int], dict[str, tuple]]:
+def layer_shapes(arch: str, input_shape: tuple[int, ...] = (3, 32, 32), include: tuple[str, ...] = (),
+                 exclude: tuple[str, ...] = ()) -> tuple[dict[str, int], dict[str, tuple]]:
     """Sizes and shapes of an architecture's prunable weights, from a model built on the meta device (no
-    memory, no data), so a config can be checked for feasibility before any work."""
-    with torch.device("meta"):
-        params = prunable_parameters(build_model(arch, input_shape=input_shape))
+    memory, no data), so a config can be checked for feasibility before any work. A registered model whose
+    constructor cannot run on the meta device is built on the CPU instead."""
+    try:
+        with torch.device("meta"):
+            model = build_model(arch, input_shape=input_shape)
+    except ValueError:
+        raise
+    except Exception:
+        model = build_model(arch, input_shape=input_shape)
+    params = prunable_parameters(model, include=include or None, exclude=exclude)
     return {n: p.numel() for n, p in params.items()}, {n: tuple(p.shape) for n, p in params.items()}
 
 
 def load_plugins(plugins) -> tuple[str, ...]:
     """Import each plugin (a module name, or a path to a .py file, made absolute) once; a plugin registers
-    its orders and recipes at import, in whichever process builds the config (a sweep's kernels too)."""
+    its models, datasets, orders and recipes at import, in whichever process builds the config (a sweep's
+    kernels too). The digest of the source it imported goes into the identity of the runs that use it."""
     if isinstance(plugins, str) or not isinstance(plugins, (list, tuple)):
         raise ValueError(f"plugins: {plugins!r} must be a list of module names or .py files")
     resolved = []
@@ -208,22 +282,43 @@ def load_plugins(plugins) -> tuple[str, ...]:
                 raise ValueError(f"plugins: {plugin!r} is not a file")
             name = "fggp_plugin_" + hashlib.sha1(str(path).encode()).hexdigest()[:10]
             if name not in sys.modules:
+                source = path.read_bytes()
                 spec = importlib.util.spec_from_file_location(name, path)
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[name] = module
                 try:
                     spec.loader.exec_module(module)
-                except Exception:
+                except Exception as err:
                     del sys.modules[name]
-                    raise
+                    raise ValueError(f"plugins: {plugin!r} failed to import ({_where(err, path)})") from err
+                PLUGIN_DIGESTS[str(path)] = hashlib.sha1(source).hexdigest()[:12]
             resolved.append(str(path))
         else:
             try:
-                importlib.import_module(plugin)
+                module = importlib.import_module(plugin)
             except ImportError as err:
                 raise ValueError(f"plugins: cannot import {plugin!r} ({err})") from None
+            except Exception as err:
+                raise ValueError(f"plugins: {plugin!r} failed to import ({_where(err, None)})") from err
+            origin = getattr(module, "__file__", None)
+            if plugin not in PLUGIN_DIGESTS:
+                PLUGIN_DIGESTS[plugin] = (hashlib.sha1(Path(origin).read_bytes()).hexdigest()[:12]
+                                          if origin and Path(origin).is_file() else "no source file")
             resolved.append(plugin)
     return tuple(resolved)
+
+
+def _where(err: Exception, path: Path | None) -> str:
+    """The error of a failing plugin in one line, with the plugin's own line where the traceback has it."""
+    line = getattr(err, "lineno", None) if isinstance(err, SyntaxError) else None
+    if line is None and path is not None:
+        tb = err.__traceback__
+        while tb is not None:
+            if Path(tb.tb_frame.f_code.co_filename) == path:
+                line = tb.tb_lineno
+            tb = tb.tb_next
+    text = str(err).splitlines()[0] if str(err) else ""
+    return f"{type(err).__name__}: {text}" + (f", line {line}" if line else "")
 
 
 KNOB_USERS = {"rate": "only two-step orders (gradient_first, magnitude_first, ...) read it",

@@ -8,6 +8,7 @@ truth: metrics are rewritten from it, so a kill at any instant leaves nothing du
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import platform
 import re
@@ -73,10 +74,31 @@ def _set_determinism(deterministic: bool, device: torch.device) -> None:
     torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
 
 
-def lr_at(config: RunConfig, epoch: int) -> float:
-    """Step decay as a pure function of the epoch, so a resumed run needs no scheduler state."""
+def lr_at(config: RunConfig, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:
+    """The learning rate of the ``step``-th minibatch (from 0) of ``epoch``: a pure function of the position,
+    so a resumed run needs no scheduler state.
+
+    ``step``: lr x lr_gamma at each milestone epoch (the paper's); ``cosine``: from lr to 0 over the steps
+    after the warm-up. ``warmup_epochs`` ramps linearly from lr / warm-up steps up to lr, per step.
+    """
+    position = epoch * steps_per_epoch + step
+    warmup = config.warmup_epochs * steps_per_epoch
+    factor = (position + 1) / warmup if position < warmup else 1.0
+    if config.lr_schedule == "cosine":
+        span = max(config.epochs * steps_per_epoch - warmup, 1)
+        done = min(max(position - warmup, 0), span)
+        return config.lr * factor * 0.5 * (1 + math.cos(math.pi * done / span))
     passed = sum(1 for m in config.lr_milestones if epoch >= round(m * config.epochs))
-    return config.lr * config.lr_gamma**passed
+    return config.lr * config.lr_gamma**passed * factor
+
+
+def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD with (Nesterov) momentum, the paper's; or AdamW, what transformers are trained with."""
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas, eps=config.eps,
+                                 weight_decay=config.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                           nesterov=config.nesterov and config.momentum > 0, weight_decay=config.weight_decay)
 
 
 def run(config: RunConfig, out_dir: str | os.PathLike = "outputs/runs", log=None, retry_diverged: bool = False) -> dict:
@@ -163,15 +185,17 @@ class _Trainer:
         self.model = build_model(c.arch, num_classes=data.num_classes, input_shape=data.shape).to(device)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=c.lr, momentum=c.momentum,
-                                         nesterov=c.nesterov and c.momentum > 0, weight_decay=c.weight_decay)
+        self.optimizer = build_optimizer(c, self.model)
         self.steps_per_epoch = len(self.train_loader)
+        self.per_step_lr = c.lr_schedule != "step" or c.warmup_epochs > 0
         self.pruner = Pruner(
             self.model, self.optimizer, c.pruning_recipe(),
             target_sparsity=c.target_sparsity, initial_sparsity=c.initial_sparsity,
             start_step=c.prune_start_epoch * self.steps_per_epoch, end_step=c.prune_end_epoch * self.steps_per_epoch,
             prune_every=c.prune_every, total_steps=c.epochs * self.steps_per_epoch, seed=c.seed,
+            include=c.include or None, exclude=c.exclude, log=log,
         )
+        self.example = next(iter(self.test_loader.iter_epoch(0)))[0][:1]  # what the FLOP count feeds the model
         self.forward = torch.compile(self.model) if c.compile else self.model
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if self.runtime["precision"] == "bf16"
                          else nullcontext())
@@ -230,7 +254,7 @@ class _Trainer:
             val = dict(zip(("val_loss", "val_acc"), self.evaluate(self.val_loader))) if self.val_loader else {}
             self.elapsed += time.perf_counter() - started
             row = {"epoch": self.epoch + 1, "train_loss": train_loss, "train_acc": train_acc, **val,
-                   "test_loss": test_loss, "test_acc": test_acc, "lr": lr_at(c, self.epoch),
+                   "test_loss": test_loss, "test_acc": test_acc, "lr": lr_at(c, self.epoch, 0, self.steps_per_epoch),
                    "sparsity": self.pruner.sparsity, "step": self.pruner.step,
                    "seconds": time.perf_counter() - started, **running}
             self.history.append(row)
@@ -245,8 +269,7 @@ class _Trainer:
 
     def _train_epoch(self, epoch: int):
         c = self.config
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr_at(c, epoch)
+        self._set_lr(epoch, 0)
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
@@ -255,7 +278,9 @@ class _Trainer:
         bar = tqdm(self.train_loader.iter_epoch(epoch), total=self.steps_per_epoch, desc=f"epoch {epoch + 1}",
                    leave=False, disable=_bar_disabled(c.progress), file=sys.stderr)
         pending = []
-        for x, y in bar:
+        for i, (x, y) in enumerate(bar):
+            if self.per_step_lr:
+                self._set_lr(epoch, i)
             with self.autocast:
                 logits = self.forward(x)
                 loss = nn.functional.cross_entropy(logits, y)
@@ -283,6 +308,11 @@ class _Trainer:
         if first_bad is not None:
             return None, None, first_bad
         return loss_sum.item() / seen, correct.item() / seen, None
+
+    def _set_lr(self, epoch: int, step: int) -> None:
+        lr = lr_at(self.config, epoch, step, self.steps_per_epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def _first_bad(self, losses) -> int | None:
         """Global step of the first non-finite loss among the last ``len(losses)`` steps (one host sync)."""
@@ -346,11 +376,12 @@ class _Trainer:
             "final_sparsity": self.pruner.sparsity,
             "layer_density": densities,
             "layer_shapes": {n: list(m.shape) for n, m in self.pruner.masks.items()},
+            "layer_order": list(self.pruner.names),  # input to output (the keys above are sorted by name)
             "mask_hash": self.pruner.mask_hash(),
             "kept_weights": self.pruner.active,
             "prunable_weights": self.pruner.total,
-            "dense_flops": flops(self.model, input_size=(1, *self.input_shape)),
-            "sparse_flops": flops(self.model, densities, input_size=(1, *self.input_shape)),
+            "dense_flops": flops(self.model, example=self.example),
+            "sparse_flops": flops(self.model, densities, example=self.example),
             "epochs_done": self.epoch,
             "steps_done": self.pruner.step,
             "wall_seconds": self.elapsed,
@@ -387,4 +418,4 @@ def _device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
-__all__ = ["run", "lr_at", "resolve_device", "resolve_runtime"]
+__all__ = ["run", "lr_at", "build_optimizer", "resolve_device", "resolve_runtime"]

@@ -172,8 +172,11 @@ def plot_sparsity(run_dir) -> Figure:
     return fig
 
 
-def _network_order(arch: str | None, names) -> list[str]:
-    """Layers input to output: result.json stores them sorted by name, which puts the classifier first."""
+def _network_order(arch: str | None, names, order=None) -> list[str]:
+    """Layers input to output: result.json stores them sorted by name, which puts the classifier first.
+    Its ``layer_order`` (recorded since registered models exist) is the order; else the zoo's model."""
+    if order and set(names) <= set(order):
+        return [n for n in order if n in names]
     try:
         position = {n: i for i, (n, _) in enumerate(build_model(arch).named_parameters())}
     except ValueError:  # an arch not registered here: keep the file's order
@@ -193,7 +196,7 @@ def plot_layer_density(result: dict) -> Figure:
     if not density:
         _note(ax, "no layer densities in this result")
         return fig
-    names = _network_order(result.get("config", {}).get("arch"), density)
+    names = _network_order(result.get("config", {}).get("arch"), density, result.get("layer_order"))
     ax.bar(range(len(names)), [100 * density[n] for n in names], color="tab:green")
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize="small")
     if result.get("prunable_weights"):
@@ -211,8 +214,9 @@ def plot_layer_density(result: dict) -> Figure:
 CONFIG_GROUPS = {
     "model and data": ("arch", "dataset", "augment", "batch_size"),
     "pruning": ("recipe", "target_sparsity", "initial_sparsity", "rate", "grad_window", "prune_start_epoch",
-                "prune_end_epoch", "prune_every"),
-    "optimizer": ("epochs", "lr", "momentum", "nesterov", "weight_decay", "lr_milestones", "lr_gamma"),
+                "prune_end_epoch", "prune_every", "include", "exclude"),
+    "optimizer": ("epochs", "optimizer", "lr", "momentum", "nesterov", "betas", "eps", "weight_decay",
+                  "lr_schedule", "lr_milestones", "lr_gamma", "warmup_epochs"),
     "evaluation": ("val_size", "bn_recalibrate"),
     "run": ("seed", "device", "precision", "deterministic", "compile", "plugins"),
 }
