@@ -29,18 +29,23 @@ DEFAULT_ORDERS = ("magnitude", "gradient", "gradient_first", "magnitude_first", 
 # ---- a model with meaningful gradients -----------------------------------------------------------
 
 def warmup(arch: str, dataset: str, steps: int = 50, seed: int = 0, device: str = "cpu", data_dir: str = "data",
-           checkpoint: str | Path | None = None, batch_size: int = 128) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+           checkpoint: str | Path | None = None, batch_size: int = 128, plugins=()
+           ) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """A model and ``{name: grad}`` of its prunable weights on one fresh minibatch.
 
     At initialization gradients say little about which weights matter, so the model is first trained
     for ``steps`` minibatches (SGD, lr 0.05, momentum 0.9), or takes the weights of a run's
     ``checkpoint`` (its directory or its ``checkpoint.pt``) instead. The gradient comes from the next
-    minibatch, in train mode, as the pruner sees it during training.
+    minibatch, in train mode, as the pruner sees it during training. ``plugins`` (as in a run's config)
+    are imported first, so a model or dataset registered there can be looked at too.
 
     On CPU it runs on one thread: the result then does not depend on the machine's core count (thread
     partitioning changes float summation order), and the small models this walkthrough uses gain little
     from more threads while losing ten times over when another process holds a core.
     """
+    from .train.config import load_plugins
+
+    load_plugins(plugins)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps: {steps!r} must be an integer >= 0")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
