@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .report import (EMPTY_CELL, SETTING, TABLE_LEGEND, _expanded, _is_dense, _layer_shapes, _pruned, _recipe_order,
-                     accuracy_by_seed, adjust_for_columns, average_rank, collapse_markdown, column_runs, column_title,
-                     comparisons, layer_collapse, load_results, markdown_table, not_applicable, not_applicable_markdown,
-                     overview, paired_columns, paired_comparison, plot_accuracy_vs_sparsity, problems_markdown,
-                     setup_sections, setups, summary)
+from .report import (EMPTY_CELL, SETTING, TABLE_LEGEND, accuracy_by_seed, adjust_for_columns, average_rank,
+                     collapse_markdown, column_runs, column_title, comparisons, layer_collapse, load_results,
+                     markdown_table, not_applicable, not_applicable_markdown, overview, paired_columns,
+                     paired_comparison, plot_accuracy_vs_sparsity, problems_markdown, setup_sections, setups, summary)
+from .report.collapse import _layer_shapes
+from .report.setups import _expanded, _is_dense, _pruned, _recipe_order
 from .train.checkpoint import atomic_write
 
 SUBJECT = "fggp"

@@ -1,0 +1,58 @@
+"""Aggregate run directories into the paper's comparison, telling signal from noise.
+
+Every run directory is one row, whatever state it is in, and every point a sweep planned but never
+started is a ``missing`` row: a comparison that quietly leaves out the runs that crashed looks better
+than it is. Points the sweep found infeasible are ``not_applicable`` rows: shown as "n/a", never a
+problem. Only completed runs enter the numbers, and the number is the *final* test accuracy (the
+best-over-epochs one chooses an epoch by looking at the test set).
+
+Three rules keep the comparison honest:
+
+- Runs that differ in budget or data (epochs, schedule, dataset, lr, ... anything but arch, recipe,
+  sparsities, seed and a recipe's own knobs) form separate *setups*: each gets its own table and its
+  own ranks, and setups are never ranked against each other. A recipe knob (``rate``) becomes part of
+  the row label instead, e.g. ``fggp (rate=0.3)``: a variant of a recipe within one setup.
+- Each cell carries a 95% t interval over seeds and its n; cells with n < 3 are marked.
+- In each column the best recipe is compared with the runner-up by a paired t test over seeds (same
+  seed: same initialization and data order), so a gap within noise is called so.
+
+A fourth check reads the final masks: a layer left with fewer kept weights than it has outputs is
+flagged as collapsed (see ``layer_collapse``).
+
+One concept per module, imports flowing one way (each imports only from the ones above it):
+
+- ``loading``: run directories and sweep.json into one DataFrame, setup and variant labels;
+- ``setups``: which runs are compared with which (setups, recipe labels, the dense ceiling);
+- ``statistics``: means, t intervals, paired tests, the Benjamini-Hochberg adjustment;
+- ``collapse``: layers a final mask left with fewer kept weights than outputs;
+- ``cells``: every table cell as numbers (table.csv) with rank and best flag, average ranks;
+- ``views``: lists of runs (every run, problems, not applicable, the overview line);
+- ``tables``: the tables as Markdown;
+- ``figures``: the figures;
+- ``document``: table.md and the report files.
+"""
+
+from .cells import COLLAPSE_MARK, EMPTY_CELL, FEW_MARK, NA_CELL, TABLE_CSV_COLUMNS, average_rank
+from .collapse import COLLAPSE_COLUMNS, collapsed_layers, layer_collapse
+from .document import FIGURE_NAME, REPORT_FILES, report_markdown, write_report
+from .figures import plot_accuracy_vs_sparsity
+from .loading import (COLUMNS, KEY_FIELDS, NO_RUNS_HINT, NOT_APPLICABLE, ONE_SETUP, PRUNING_ONLY, RECIPE_KNOBS,
+                      SHOWN_SETUP, STATUS_ORDER, load_results)
+from .setups import SETTING, setups
+from .statistics import (ALPHA, COMPARISON_COLUMNS, FEW_SEEDS, STAT_COLUMNS, SUMMARY_COLUMNS, accuracy_by_seed,
+                         adjust_for_columns, column_runs, comparisons, paired_comparison, summary, t_interval)
+from .tables import (TABLE_LEGEND, collapse_markdown, column_title, comparisons_markdown, format_cell, markdown_table,
+                     not_applicable_markdown, paired_columns, paper_tables, problems_markdown, runs_markdown,
+                     setup_sections)
+from .views import PROBLEM_COLUMNS, not_applicable, overview, problems, runs_view, short_id
+
+__all__ = ["load_results", "summary", "t_interval", "paired_comparison", "comparisons", "adjust_for_columns",
+           "paper_tables", "average_rank", "collapsed_layers", "layer_collapse", "problems", "not_applicable",
+           "runs_view", "overview", "setups", "plot_accuracy_vs_sparsity", "markdown_table", "setup_sections",
+           "comparisons_markdown", "paired_columns", "collapse_markdown", "problems_markdown", "runs_markdown",
+           "not_applicable_markdown", "report_markdown", "write_report", "format_cell", "column_title",
+           "column_runs", "accuracy_by_seed", "short_id",
+           "COLUMNS", "SETTING", "STAT_COLUMNS", "SUMMARY_COLUMNS", "TABLE_CSV_COLUMNS", "COMPARISON_COLUMNS",
+           "COLLAPSE_COLUMNS", "PROBLEM_COLUMNS", "NOT_APPLICABLE", "STATUS_ORDER", "KEY_FIELDS", "RECIPE_KNOBS",
+           "PRUNING_ONLY", "SHOWN_SETUP", "ONE_SETUP", "EMPTY_CELL", "NA_CELL", "FEW_SEEDS", "FEW_MARK",
+           "COLLAPSE_MARK", "ALPHA", "NO_RUNS_HINT", "FIGURE_NAME", "REPORT_FILES", "TABLE_LEGEND"]

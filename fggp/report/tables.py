@@ -1,0 +1,208 @@
+"""The tables as text: GitHub Markdown for table.md, the notebook and the evidence document.
+
+Cells read ``mean [95% CI] n=N`` in percent with their marks; the paired tests print the difference in
+percentage points with its interval, p, p (BH) and a verdict in words; an empty table is a sentence.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .cells import COLLAPSE_MARK, EMPTY_CELL, FEW_MARK, NA_CELL, _table_cells, average_rank
+from .collapse import layer_collapse
+from .loading import NO_RUNS_HINT, NOT_APPLICABLE, ONE_SETUP
+from .setups import SETTING, _is_dense, _recipe_order, setups
+from .statistics import ALPHA, FEW_SEEDS, comparisons
+from .views import not_applicable, problems, runs_view, short_id
+
+
+def format_cell(mean: float, low: float, high: float, n: int) -> str:
+    """Percent with one decimal: ``mean [low, high] n=N`` (the 95% interval), and the few-seeds mark."""
+    mark = f" {FEW_MARK}" if n < FEW_SEEDS else ""
+    if n < 2 or math.isnan(low):
+        return f"{mean:.1f} n={n}{mark}"
+    return f"{mean:.1f} [{low:.1f}, {high:.1f}] n={n}{mark}"
+
+
+def column_title(col: tuple) -> str:
+    """``tiny · 90%``, or ``tiny · 50→90%`` with an initial sparsity; ``tiny · dense`` for dense-only."""
+    arch, initial, target = col
+    if target == 0 and initial == 0:
+        return f"{arch} · dense"
+    start = f"{100 * initial:g}→" if initial else ""
+    return f"{arch} · {start}{100 * target:g}%"
+
+
+def paper_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """One table per setup: recipes x columns (``column_title``), cells ``mean [95% CI] n=N`` in percent.
+
+    Dense is the first row and the upper bound, repeated in every column of its arch. The best mean of
+    each column among the pruned recipes is in Markdown bold (all of them, on an exact tie); "n/a" is a
+    point the sweep found infeasible; † marks n < 3, ‡ a cell with a collapsed-layer run.
+    """
+    cells = _table_cells(df)
+    tables = {}
+    for setup in setups(df):
+        here = cells[cells["setup"] == setup]
+        if here.empty:
+            continue
+        columns = sorted(set(here[SETTING].itertuples(index=False, name=None)))
+        labels = sorted(set(here["recipe"]), key=lambda lab: (not _is_dense(lab), _recipe_order(lab)))
+        data = {}
+        for col in columns:
+            in_col = here[(here["arch"] == col[0]) & (here["initial_sparsity"] == col[1])
+                          & (here["target_sparsity"] == col[2])]
+            column = {}
+            for r in in_col.itertuples():
+                if r.state == NOT_APPLICABLE:
+                    column[r.recipe] = NA_CELL
+                    continue
+                text = format_cell(r.mean_pct, r.ci95_low_pct, r.ci95_high_pct, r.n)
+                if r.collapsed_runs:
+                    text += f" {COLLAPSE_MARK}"
+                column[r.recipe] = f"**{text}**" if r.best else text
+            data[column_title(col)] = [column.get(lab, EMPTY_CELL) for lab in labels]
+        tables[setup] = pd.DataFrame(data, index=pd.Index(labels, name="recipe"))
+    return tables
+
+
+def _cell(value) -> str:
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return ""
+    if isinstance(value, (float, np.floating)):
+        text = f"{value:.4g}"
+    else:
+        text = str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(frame: pd.DataFrame, index: bool = True, empty: str = "(none)") -> str:
+    """A DataFrame as a GitHub Markdown table (no ``tabulate`` needed); MultiIndex columns as ``a · b · c``.
+
+    An empty frame gives ``empty`` instead: a table with a header and no rows reads as a rendering bug.
+    """
+    if frame.empty:
+        return empty
+
+    def head(col):
+        return " · ".join(_cell(c) for c in col) if isinstance(col, tuple) else _cell(col)
+
+    header = ([_cell(frame.index.name or "")] if index else []) + [head(c) for c in frame.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for key, row in frame.iterrows():
+        cells = ([_cell(key)] if index else []) + [_cell(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _signed(x: float) -> str:
+    return "" if math.isnan(x) else f"{x:+.2f}"  # two decimals: gaps between good recipes are often < 0.1 pp
+
+
+def comparisons_markdown(c: pd.DataFrame) -> str:
+    """Best against runner-up per column, for reading: difference and interval in percentage points."""
+    if c.empty:
+        return "(no pruned recipes to compare)"
+    view = pd.DataFrame({
+        "column": [column_title(t) for t in c[SETTING].itertuples(index=False, name=None)],
+        "best": c["best"], "runner-up": c["runner_up"].fillna(EMPTY_CELL), "pairs": c["pairs"],
+        **paired_columns(c, "best − runner-up (pp)"),
+    })
+    return markdown_table(view, index=False)
+
+
+def paired_columns(c: pd.DataFrame, difference: str, p_format: str = ".3f") -> dict:
+    """A paired test's columns as printed (``difference`` names the first): the mean difference and its
+    interval in percentage points, p, p (BH) and the verdict. Shared by every table of paired tests."""
+    def p_text(p: float) -> str:
+        return "" if math.isnan(p) else format(p, p_format)
+
+    return {
+        difference: c["diff_mean_pct"].map(_signed),
+        "95% CI (pp)": [f"[{lo:+.2f}, {hi:+.2f}]" if not math.isnan(lo) else ""
+                        for lo, hi in zip(c["diff_ci95_low_pct"], c["diff_ci95_high_pct"])],
+        "p": c["p_value"].map(p_text), "p (BH)": c["p_adjusted"].map(p_text), "verdict": c["verdict"],
+    }
+
+
+def collapse_markdown(df: pd.DataFrame) -> str:
+    """The collapsed layers of ``df``'s runs, by run and layer name, or a sentence saying there are none."""
+    c = layer_collapse(df)
+    if c.empty:
+        if not (df["status"] == "completed").any():
+            return "None (no completed runs yet)."
+        return "None: every layer of every final mask keeps at least as many weights as it has outputs."
+    view = pd.DataFrame({
+        "id": c["run_id"].map(short_id), "setup": c["setup"], "recipe": c["recipe"],
+        "sparsity %": (100 * c["target_sparsity"]).map(lambda x: f"{x:g}"), "seed": c["seed"], "layer": c["layer"],
+        "kept / outputs": [f"{k} / {o}" if o is not None and not pd.isna(o) else f"{k} / ?"
+                           for k, o in zip(c["kept"], c["outputs"])],
+        "kept %": c["density_pct"].map(lambda x: f"{x:.2g}"),
+    })
+    if c["setup"].nunique() <= 1:
+        view = view.drop(columns="setup")
+    return markdown_table(view, index=False)
+
+
+def _one_setup(frame: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns="setup") if df["setup"].nunique() <= 1 else frame
+
+
+def problems_markdown(df: pd.DataFrame) -> str:
+    """The problems with their full run ids (the directory to open); ``none`` said in words when none."""
+    return markdown_table(_one_setup(problems(df), df), index=False,
+                          empty="None: every run completed." if len(df) else "None (no runs yet).")
+
+
+def not_applicable_markdown(df: pd.DataFrame) -> str:
+    """The infeasible points, one line per configuration with its seeds together."""
+    na = not_applicable(df)
+    if na.empty:
+        return "None: the sweep found every point feasible."
+    keys = [c for c in na.columns if c != "seed"]
+    grouped = (na.fillna({"reason": ""}).groupby(keys, sort=False, dropna=False)["seed"]
+                 .agg(lambda x: ", ".join(str(v) for v in sorted(x.dropna()))).rename("seeds").reset_index())
+    return markdown_table(_one_setup(grouped[[*keys[:-1], "seeds", "reason"]], df), index=False)
+
+
+def setup_sections(df: pd.DataFrame) -> str:
+    """Per setup: its table, the best-vs-runner-up test and the average ranks, in Markdown."""
+    tables = paper_tables(df)
+    if not tables:
+        return f"No completed runs yet: {NO_RUNS_HINT}."
+    comps, ranks = comparisons(df), average_rank(df)
+    shared = df.attrs.get("shared_setup") or []
+    lines = []
+    if len(tables) > 1:
+        lines += [f"The runs differ in budget or data, so they form {len(tables)} setups: each has its own "
+                  "table and ranks, and no recipe is ranked against a run of another setup.", ""]
+    if shared:
+        lines += [f"Shared by every run: {', '.join(shared)}.", ""]
+    for setup, table in tables.items():
+        if len(tables) > 1 or setup != ONE_SETUP:
+            lines += [f"### Setup: {setup}", ""]
+        lines += [markdown_table(table), "", "Best against runner-up, paired by seed:", "",
+                  comparisons_markdown(comps[comps["setup"] == setup]), ""]
+        r = ranks[ranks["setup"] == setup].set_index("recipe")[["average_rank", "columns"]]
+        if r["columns"].max() > 1:
+            lines += ["Average rank over this setup's columns (1 = best):", "",
+                      markdown_table(r.rename(columns={"average_rank": "average rank"})), ""]
+    return "\n".join(lines)
+
+
+TABLE_LEGEND = (f"Cells: mean final test accuracy in percent, its 95% t interval over seeds in brackets, n = "
+                f"completed seeds; {FEW_MARK} marks n < {FEW_SEEDS} (an interval from two seeds is very wide, "
+                f"from one there is none); {COLLAPSE_MARK} marks a cell with a run whose final mask collapsed a "
+                f"layer; {NA_CELL}: the sweep found the point infeasible; {EMPTY_CELL}: no completed run. "
+                "Dense is the unpruned upper bound. **Bold** is the best pruned mean of the column; whether it "
+                f"is really ahead is the paired test below each table (separated when p < {ALPHA} after the "
+                "Benjamini-Hochberg adjustment over the table's columns, p (BH); 'within noise' means the seeds "
+                "cannot tell the two apart).")
+
+
+def runs_markdown(df: pd.DataFrame) -> str:
+    """``runs_view`` as a Markdown table (compact in a notebook and on GitHub); a sentence when empty."""
+    return markdown_table(runs_view(df), index=False, empty=f"(no runs: {NO_RUNS_HINT})")
