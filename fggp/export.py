@@ -67,10 +67,9 @@ class CSRLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features).T  # [in, batch]: a transposed view, no copy
-        with quiet_sparse_warnings():
-            y = (torch.sparse.mm(self.weight_csr, x2) if self.bias_column is None
-                 else torch.addmm(self.bias_column, self.weight_csr, x2))
-        return y.T.reshape(*x.shape[:-1], self.out_features)
+        y = (torch.sparse.mm(self.weight_csr, x2) if self.bias_column is None
+             else torch.addmm(self.bias_column, self.weight_csr, x2))
+        return y.T.reshape(*x.shape[:-1], self.out_features)  # a view: the next CSRLinear's x2 is contiguous
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, kept={self.weight_csr.values().numel()}"
@@ -283,7 +282,10 @@ def export_run(run_dir, out_dir=None, *, batch_sizes=(1, 64, 256), repeats: int 
     batch_sizes = _check_options(batch_sizes, repeats, measure)
     run_dir = Path(run_dir).absolute()
     out_dir = check_out_dir(out_dir if out_dir is not None else run_dir / "export", field="out_dir")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device: {device!r} is not a device (cpu, cuda, cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device: {str(device)!r} was asked for but CUDA is not available here")
     result, config, state = _load_run(run_dir, log)

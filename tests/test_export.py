@@ -177,6 +177,7 @@ def test_refuses_bad_out_dir_and_options(trained, tmp_path):
     assert a_file.read_text() == "x"
     _refused("^batch_sizes: ", run_dir, tmp_path / "o", batch_sizes=(0,))
     _refused("^repeats: ", run_dir, tmp_path / "o", repeats=0)
+    _refused("^device: ", run_dir, tmp_path / "o", device="tpu-ish")
 
 
 # ------------------------------------------------------------------------------------- sparse kernels
