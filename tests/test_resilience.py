@@ -92,10 +92,16 @@ def metrics_rows(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+# Differ between two runs of one config: the time taken (also each history row's "seconds"), and what covers it.
+TIMING = ("wall_seconds", "finished_at", "history", "metrics_sha256", "digest")
+
+
 def the_result(out: Path) -> dict:
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     result = json.loads((run_dir / "result.json").read_text())
-    return {k: v for k, v in result.items() if k not in ("wall_seconds", "finished_at")}
+    assert [{k: v for k, v in row.items() if k != "seconds"} for row in result["history"]] == \
+        [{k: v for k, v in row.items() if k != "seconds"} for row in metrics_rows(run_dir)]
+    return {k: v for k, v in result.items() if k not in TIMING}
 
 
 @pytest.fixture(scope="module")
@@ -136,9 +142,109 @@ def test_lost_metrics_of_a_completed_run_are_rewritten(tmp_path, capsys, referen
     shutil.copytree(ref_dir, run_dir)
     (run_dir / "metrics.jsonl").unlink()
     assert main(["run", *RUN, "--out", str(tmp_path)]) == 0  # completed: nothing trained, in this process
-    assert "metrics.jsonl rewritten from the checkpoint (3 epochs)" in capsys.readouterr().out
+    assert "metrics.jsonl is missing; rewritten from result.json's copy of the history (3 epochs)" in \
+        capsys.readouterr().out
     assert metrics_rows(run_dir) == metrics_rows(ref_dir)
     assert the_result(tmp_path) == reference
+    resilience["faults_survived"] += 1
+
+
+def old_style(run_dir: Path) -> None:
+    """result.json as runs wrote it before digests: no history copy, no digest (still read, unchecked)."""
+    result = json.loads((run_dir / "result.json").read_text())
+    for key in ("history", "metrics_sha256", "digest"):
+        del result[key]
+    (run_dir / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+
+
+def edit_metrics(run_dir: Path) -> None:
+    rows = metrics_rows(run_dir)
+    rows[-1]["test_acc"] = 0.999
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def edit_result(run_dir: Path) -> None:
+    result = json.loads((run_dir / "result.json").read_text())
+    result["final_test_acc"] = 0.999
+    (run_dir / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+
+
+def remove(*names):
+    return lambda run_dir: [(run_dir / name).unlink() for name in names]
+
+
+# (damage done to a completed run, what the rerun says, whether metrics.jsonl is back)
+LOST_HISTORY = {
+    "metrics-and-checkpoints-deleted": (
+        [remove("metrics.jsonl", "checkpoint.pt", "checkpoint.prev.pt")],
+        "metrics.jsonl is missing; rewritten from result.json's copy of the history (3 epochs)", True),
+    "metrics-deleted-checkpoints-damaged": (
+        [remove("metrics.jsonl"), lambda d: (truncate(d / "checkpoint.pt"), flip_a_byte(d / "checkpoint.prev.pt"))],
+        "metrics.jsonl is missing; rewritten from result.json's copy of the history (3 epochs)", True),
+    "old-result-metrics-deleted": (
+        [old_style, remove("metrics.jsonl")],
+        "metrics.jsonl is missing; rewritten from the checkpoint's history (3 epochs)", True),
+    "old-result-metrics-and-checkpoints-deleted": (
+        [old_style, remove("metrics.jsonl", "checkpoint.pt", "checkpoint.prev.pt")],
+        "metrics.jsonl is missing and cannot be rebuilt (no readable checkpoint, and result.json holds no copy of "
+        "the history: it predates them); the result is kept", False),
+    "metrics-edited": (
+        [edit_metrics],
+        "metrics.jsonl does not match result.json's digest (edited or damaged); rewritten from result.json's copy "
+        "of the history (3 epochs)", True),
+    "config-deleted": ([remove("config.json")], "config.json rewritten from result.json", True),
+}
+
+
+@pytest.mark.parametrize("case", list(LOST_HISTORY))
+def test_lost_history_is_rebuilt_or_said_in_one_line(tmp_path, capsys, reference_dir, resilience, case):
+    """A completed run whose files were lost or edited: rewritten from what is left, and said; when nothing is
+    left to rebuild metrics.jsonl from, one line says so and the result stands (exit 0, nothing trained)."""
+    damages, message, restored = LOST_HISTORY[case]
+    resilience["faults_injected"] += 1
+    (ref_dir,) = list(reference_dir.iterdir())
+    run_dir = tmp_path / ref_dir.name
+    shutil.copytree(ref_dir, run_dir)
+    for damage in damages:
+        damage(run_dir)
+    before = (run_dir / "result.json").read_bytes()
+    assert main(["run", *RUN, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{run_dir.name}: {message}\n" in out and "already completed; loaded, not trained again" in out
+    assert (run_dir / "result.json").read_bytes() == before  # the result is kept as it was
+    assert (run_dir / "config.json").read_text() == (ref_dir / "config.json").read_text()
+    if restored:
+        assert (run_dir / "metrics.jsonl").read_bytes() == (ref_dir / "metrics.jsonl").read_bytes()
+    else:
+        assert not (run_dir / "metrics.jsonl").exists()
+    assert main(["run", *RUN, "--out", str(tmp_path)]) == 0  # then whole: one line; a history that is gone, again
+    assert capsys.readouterr().out.count("\n") == (1 if restored else 2)
+    resilience["faults_survived"] += 1
+
+
+def test_edited_result_is_rebuilt_from_the_final_checkpoint_or_refused(tmp_path, capsys, reference, reference_dir,
+                                                                       resilience):
+    """An edited result.json is not returned as the run's: the final checkpoint rebuilds it (no epoch trained);
+    without one the run stops in one line and the file is left for the user to look at."""
+    resilience["faults_injected"] += 2
+    (ref_dir,) = list(reference_dir.iterdir())
+    run_dir = tmp_path / ref_dir.name
+    shutil.copytree(ref_dir, run_dir)
+    edit_result(run_dir)
+    assert main(["run", *RUN, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{run_dir.name}: result.json does not match its digest (edited or damaged); rebuilding it from the final " \
+           f"checkpoint (epoch 3)" in out and "epoch 1/3" not in out
+    assert the_result(tmp_path) == reference
+    resilience["faults_survived"] += 1
+    edit_result(run_dir)
+    for name in ("checkpoint.pt", "checkpoint.prev.pt"):
+        (run_dir / name).unlink()
+    edited = (run_dir / "result.json").read_bytes()
+    assert main(["run", *RUN, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fggp: error: result.json: ") and "does not match its digest" in err and "\n" not in err
+    assert (run_dir / "result.json").read_bytes() == edited
     resilience["faults_survived"] += 1
 
 

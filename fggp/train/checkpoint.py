@@ -4,8 +4,10 @@ Every file is written to a temporary name in the same directory and renamed over
 reader sees the old file or the new one, never half of one. The previous checkpoint is kept as
 ``checkpoint.prev.pt`` until the new one is in place, so a damaged latest one can fall back to it.
 A checkpoint ends with a SHA-256 of its bytes: a file that still unpickles after a flipped byte or a
-changed tensor is damaged all the same, and is treated as unreadable. Files get the mode a plain
-``open`` would give them (0666 less the umask), so a group can read a shared run directory.
+changed tensor is damaged all the same, and is treated as unreadable. ``result.json`` carries a copy of
+the history (so metrics.jsonl can always be rebuilt), the SHA-256 of metrics.jsonl's bytes and a
+``digest`` over all of it, so an edited result or metrics file is found, not trusted. Files get the mode
+a plain ``open`` would give them (0666 less the umask), so a group can read a shared run directory.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import torch
 
 from .. import faults
 
+RESULT = "result.json"
+METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
 DIGEST_MAGIC = b"\nfggp-sha256:"
@@ -45,6 +49,8 @@ os.umask(_UMASK_AT_IMPORT)
 def check_out_dir(path, field: str = "out") -> Path:
     """``path`` as an absolute directory that exists or can be created, and is writable; else a one-line
     ValueError naming ``field``. Creates nothing, so it can run before any data loads."""
+    if path is None or not str(path).strip():  # Path("") is ".": an empty --out would mean "here", unasked
+        raise ValueError(f"{field}: {str(path)!r} is empty; give a directory, e.g. outputs")
     path = Path(path).absolute()
     if path.exists() and not path.is_dir():
         raise ValueError(f"{field}: {str(path)!r} is a file; it must be a directory")
@@ -80,27 +86,84 @@ def write_json(path: Path, data) -> None:
     atomic_write(path, lambda f: f.write((json.dumps(data, indent=2, sort_keys=True) + "\n").encode()))
 
 
+def jsonl_bytes(rows) -> bytes:
+    """The bytes write_jsonl writes for ``rows``: the same rows always give the same bytes."""
+    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()
+
+
 def write_jsonl(path: Path, rows) -> None:
-    atomic_write(path, lambda f: f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()))
+    atomic_write(path, lambda f: f.write(jsonl_bytes(rows)))
 
 
 def read_result(run_dir: Path) -> dict | None:
     """A run's result.json, or None when it is missing or unreadable (then the run is not finished)."""
     try:
-        return json.loads((Path(run_dir) / "result.json").read_text())
+        return json.loads((Path(run_dir) / RESULT).read_text())
     except (OSError, ValueError):
         return None
 
 
 def write_metrics(run_dir: Path, history: list[dict]) -> None:
     """metrics.jsonl from a checkpoint's history: one row per finished epoch, whatever was there before."""
-    write_jsonl(Path(run_dir) / "metrics.jsonl", history)
+    write_jsonl(Path(run_dir) / METRICS, history)
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def result_digest(result: dict) -> str:
+    """SHA-256 over everything in a result but its ``digest`` (canonical JSON: key order, spacing and a
+    round trip through the file do not change it)."""
+    body = {k: v for k, v in result.items() if k != "digest"}
+    return _sha256(json.dumps(body, sort_keys=True).encode())
+
+
+def write_result(run_dir: Path, result: dict, history: list[dict] | None = None) -> dict:
+    """result.json with a copy of ``history``, the SHA-256 of the metrics.jsonl it renders to, and a
+    ``digest`` over both and every other field; returns it as it reads back from the file."""
+    result = json.loads(json.dumps(result))
+    if history is not None:
+        result["history"] = json.loads(json.dumps(history))
+        result["metrics_sha256"] = _sha256(jsonl_bytes(result["history"]))
+    result["digest"] = result_digest(result)
+    write_json(Path(run_dir) / RESULT, result)
+    return result
+
+
+def result_problem(result: dict | None) -> str | None:
+    """None when a result is whole (its digest matches) or predates digests (not checked: ``unverified``);
+    else what is wrong with it, in words."""
+    if not result or "digest" not in result:
+        return None
+    if result.get("digest") != result_digest(result):
+        return "result.json does not match its digest (edited or damaged)"
+    return None
+
+
+def metrics_problem(run_dir: Path, result: dict) -> str | None:
+    """None when metrics.jsonl is what ``result`` says it is: the bytes its ``metrics_sha256`` names, or,
+    for a result made before digests, one row per epoch done. Else what is wrong with it, in words."""
+    path = Path(run_dir) / METRICS
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return "metrics.jsonl is missing"
+    except OSError as err:
+        return f"metrics.jsonl cannot be read ({err.strerror})"
+    if "metrics_sha256" in result:
+        return None if _sha256(data) == result["metrics_sha256"] else \
+            "metrics.jsonl does not match result.json's digest (edited or damaged)"
+    rows = sum(1 for line in data.decode(errors="replace").splitlines() if line.strip())
+    if result.get("epochs_done") is not None and rows != result["epochs_done"]:
+        return f"metrics.jsonl has {rows} rows for {result['epochs_done']} epochs"
+    return None
 
 
 def epochs_done(run_dir: Path) -> int:
     """Epochs a run has finished, as its metrics.jsonl counts them (0 when there is none)."""
     try:
-        return sum(1 for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if line.strip())
+        return sum(1 for line in (Path(run_dir) / METRICS).read_text().splitlines() if line.strip())
     except OSError:
         return 0
 

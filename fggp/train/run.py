@@ -7,7 +7,9 @@ truth: metrics are rewritten from it, so a kill at any instant leaves nothing du
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import math
 import os
 import platform
@@ -27,9 +29,9 @@ from .. import __version__, faults
 from ..data import DeviceLoader, load_dataset, with_validation
 from ..models import build_model, flops
 from ..pruning import Pruner
-from .checkpoint import (check_out_dir, epochs_done, load_checkpoint, read_result, save_checkpoint, write_json,
-                         write_metrics)
-from .config import RunConfig
+from .checkpoint import (check_out_dir, jsonl_bytes, load_checkpoint, metrics_problem, read_result, result_problem,
+                         save_checkpoint, write_json, write_metrics, write_result)
+from .config import PLUGIN_DIGESTS, RunConfig
 
 DIVERGENCE_CHECK_EVERY = 25  # optimizer steps between host syncs on the loss
 
@@ -104,8 +106,10 @@ def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimize
 def run(config: RunConfig, out_dir: str | os.PathLike = "outputs/runs", log=None, retry_diverged: bool = False) -> dict:
     """Train ``config`` in ``out_dir/<run_id>``; resume it if a checkpoint is there; return result.json.
 
-    A completed run is not trained again (its metrics.jsonl is restored from the checkpoint if rows are
-    missing); a diverged one neither, unless ``retry_diverged``.
+    A completed run is not trained again: a missing or edited config.json or metrics.jsonl is rewritten
+    (metrics from result.json's copy of the history, else the checkpoint's; if neither is left it says so
+    and keeps the result). A result.json that does not match its digest is rebuilt from the final
+    checkpoint, or refused when there is none. A diverged run is not trained again unless ``retry_diverged``.
     """
     if not isinstance(config, RunConfig):
         raise ValueError("config: expected a fggp.train.RunConfig")
@@ -114,10 +118,10 @@ def run(config: RunConfig, out_dir: str | os.PathLike = "outputs/runs", log=None
     run_dir = out_dir / config.run_id
     log = log or (lambda msg: print(msg, flush=True))
 
-    previous = read_result(run_dir)
+    previous = _trusted_result(run_dir, config, log)
     if previous and previous.get("status") == "completed":
-        log(f"{config.run_id}: already completed")
-        _restore_metrics(run_dir, previous, log)
+        _restore_metrics(run_dir, previous, log, config)
+        log(f"{config.run_id}: already completed; loaded, not trained again")
         return previous
     if previous and previous.get("status") == "diverged" and not retry_diverged:
         log(f"{config.run_id}: diverged before (step {previous.get('diverged_step')}); "
@@ -128,7 +132,7 @@ def run(config: RunConfig, out_dir: str | os.PathLike = "outputs/runs", log=None
     trainer = _Trainer(config, data, device, log)  # builds model and pruner: a bad combination fails here
     run_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive(run_dir / ".run.lock", log):
-        previous = read_result(run_dir)
+        previous = _trusted_result(run_dir, config, lambda msg: None)
         if previous and previous.get("status") == "completed":  # finished by whoever held the lock
             return previous
         write_json(run_dir / "config.json", config.to_dict())
@@ -140,15 +144,55 @@ def run(config: RunConfig, out_dir: str | os.PathLike = "outputs/runs", log=None
             raise
 
 
-def _restore_metrics(run_dir: Path, result: dict, log) -> None:
-    """Rewrite a completed run's metrics.jsonl from its checkpoint when it lacks rows (deleted, or a kill
-    between the last checkpoint and the metrics write)."""
-    if epochs_done(run_dir) == result.get("epochs_done"):
-        return
+def _trusted_result(run_dir: Path, config: RunConfig, log) -> dict | None:
+    """result.json if its digest matches (or it predates digests); None when it does not but the final
+    checkpoint can rebuild it (the caller then resumes there and finishes at once); else a one-line error.
+
+    An edited "completed" result must not be returned as the run's, and a run that took hours must not
+    be trained again over it without being asked.
+    """
+    result = read_result(run_dir)
+    problem = result_problem(result)
+    if problem is None:
+        return result
+    if result.get("status") not in ("completed", "diverged"):  # a failed run resumes and rewrites it anyway
+        return None
     state = load_checkpoint(run_dir, log=lambda msg: None)
-    if state is not None and len(state["history"]) == result.get("epochs_done"):
-        write_metrics(run_dir, state["history"])
-        log(f"{run_dir.name}: metrics.jsonl rewritten from the checkpoint ({len(state['history'])} epochs)")
+    if state is None or state["epoch"] < config.epochs:
+        raise ValueError(f"result.json: {run_dir / 'result.json'} does not match its digest (edited or damaged) "
+                         f"and no final checkpoint is left to rebuild it from; move the run directory away to "
+                         f"train the run again")
+    log(f"{config.run_id}: {problem}; rebuilding it from the final checkpoint (epoch {state['epoch']})")
+    return None
+
+
+def _restore_metrics(run_dir: Path, result: dict, log, config: RunConfig | None = None) -> None:
+    """Rewrite what a completed run lost: config.json (from result.json's config) and metrics.jsonl (from
+    result.json's copy of the history, else the checkpoint's), saying so; if no history is left, say that
+    in one line and keep the result."""
+    if not (run_dir / "config.json").is_file() and (result.get("config") or config is not None):
+        write_json(run_dir / "config.json", result.get("config") or config.to_dict())
+        log(f"{run_dir.name}: config.json rewritten from result.json")
+    problem = metrics_problem(run_dir, result)
+    if problem is None:
+        return
+    history, source = result.get("history"), "result.json's copy of the history"
+    if history is None or len(history) != result.get("epochs_done"):
+        state = load_checkpoint(run_dir, log=lambda msg: None)
+        history, source = (state or {}).get("history"), "the checkpoint's history"
+        if history is not None and (len(history) != result.get("epochs_done") or "metrics_sha256" in result and
+                                    _history_sha256(history) != result["metrics_sha256"]):
+            history = None
+    if history is None:
+        log(f"{run_dir.name}: {problem} and cannot be rebuilt (no readable checkpoint, and result.json holds no "
+            f"copy of the history: it predates them); the result is kept")
+        return
+    write_metrics(run_dir, history)
+    log(f"{run_dir.name}: {problem}; rewritten from {source} ({len(history)} epochs)")
+
+
+def _history_sha256(history: list[dict]) -> str:
+    return "sha256:" + hashlib.sha256(jsonl_bytes(json.loads(json.dumps(history)))).hexdigest()
 
 
 @contextmanager
@@ -181,7 +225,7 @@ class _Trainer:
                                         channels_last=channels_last)
         self.val_loader = (DeviceLoader(data.val, 500, train=False, mean=data.mean, std=data.std, device=device,
                                         channels_last=channels_last) if data.val is not None else None)
-        self.input_shape = data.shape
+        self.input_shape, self.num_classes = data.shape, data.num_classes
         self.model = build_model(c.arch, num_classes=data.num_classes, input_shape=data.shape).to(device)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -396,13 +440,28 @@ class _Trainer:
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **extra,
         }
+        if status == "completed":  # the pruned network, actually smaller: kept weights only, no pickle
+            result["model_bytes"] = self._save_sparse()
         write_metrics(self.run_dir, self.history)
-        write_json(self.run_dir / "result.json", result)
+        result = write_result(self.run_dir, result, self.history)  # with the history and a digest over both
         self.log(f"{c.run_id}: {status}"
                  + (f", final test acc {result['final_test_acc']:.4f} at sparsity {result['final_sparsity']:.4f}"
                     if result["final_test_acc"] is not None and status == "completed" else "")
                  + (f" at step {extra['diverged_step']}" if "diverged_step" in extra else ""))
         return result
+
+    def _save_sparse(self) -> dict:
+        """``model.sparse.safetensors`` beside the checkpoint (``fggp.export.load`` rebuilds the model from it),
+        and its bytes against those of the dense state_dict."""
+        from ..sparse import FILENAME, dense_bytes, model_metadata, save_sparse
+
+        c = self.config
+        state = self.model.state_dict()
+        metadata = model_metadata(c.arch, self.input_shape, self.num_classes, plugins=c.plugins,
+                                  plugin_digests={p: PLUGIN_DIGESTS.get(p) for p in c.plugins}, run_id=c.run_id)
+        masks = self.pruner.masks if self.pruner.recipe.prunes else {}  # dense: every tensor as it is
+        sparse = save_sparse(state, masks, self.run_dir / FILENAME, metadata)
+        return {"dense": dense_bytes(state), "sparse": sparse}
 
 
 def _bar_disabled(progress: bool) -> bool | None:
