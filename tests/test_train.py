@@ -34,11 +34,27 @@ QUICK = dict(arch="tiny", dataset="synthetic", epochs=3, prune_end_epoch=2, prun
         (dict(precision="fp16"), "precision"),
         (dict(channels_last="yes"), "channels_last"),
         (dict(compile="true"), "compile"),
+        (dict(prune_end_epoch=0), "prune_end_epoch"),  # the schedule's "end: ..." came only after the data loaded
+        (dict(dataset="digits", val_size=5000), "val_size"),  # digits has 1437 training images
+        (dict(dataset="synthetic", val_size=5), "val_size"),  # fewer than its 10 classes: no stratified split
     ],
 )
 def test_config_rejects_each_bad_field(kwargs, field):
     with pytest.raises(ValueError, match=rf"^{field}:"):
         RunConfig(**kwargs)
+
+
+def test_dense_ignores_the_pruning_window_and_a_registered_size_is_checked_at_load(tmp_path, monkeypatch):
+    """prune_end_epoch=0 means nothing to dense. A dataset whose size is known only once loaded (a registered
+    one) is checked then: before the run directory exists, in one line naming val_size."""
+    from fggp.train import config as train_config
+
+    assert RunConfig(recipe="dense", prune_end_epoch=0).prune_end_epoch == 0
+    monkeypatch.delitem(train_config.TRAIN_SIZES, "digits")  # as if digits were registered: size unknown up front
+    config = RunConfig(**{**QUICK, "dataset": "digits"}, val_size=5000)
+    with pytest.raises(ValueError, match=r"^val_size: 5000 must be an integer in \[1, 1436\]"):
+        run(config, tmp_path)
+    assert not (tmp_path / config.run_id).exists()
 
 
 def test_defaults_are_the_granet_recipe():
@@ -83,6 +99,11 @@ def test_complete_run_writes_its_directory(tmp_path):
     assert set(result["layer_density"]) == set(result["layer_shapes"])  # names every prunable layer
     assert len(result["layer_density"]) == 4
     assert result["versions"]["torch"] == torch.__version__
+    assert result["history"] == rows  # a copy of the history: metrics.jsonl can always be rebuilt
+    from fggp.train.checkpoint import metrics_problem, result_digest, result_problem
+
+    assert result["digest"] == result_digest(result) and result_problem(result) is None
+    assert metrics_problem(run_dir, result) is None
     assert run(config, tmp_path)["finished_at"] == result["finished_at"]  # completed: not run again
 
 
@@ -96,7 +117,11 @@ def test_digits_reaches_real_accuracy(tmp_path, recipe, sparsity, floor):
 
 
 def _comparable(result):
-    return {k: v for k, v in result.items() if k not in ("wall_seconds", "finished_at")}
+    """What two runs of one config share: not the time taken, nor the history's per-epoch seconds and the
+    digest over them (the history itself, less seconds, must match)."""
+    rows = [{k: v for k, v in row.items() if k != "seconds"} for row in result.get("history", [])]
+    drop = ("wall_seconds", "finished_at", "history", "metrics_sha256", "digest")
+    return {**{k: v for k, v in result.items() if k not in drop}, "rows": rows}
 
 
 def _interrupt_at(monkeypatch, step):

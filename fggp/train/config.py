@@ -22,12 +22,16 @@ from pathlib import Path
 
 import torch
 
-from ..data import DATASETS, SHAPES
+from ..data import DATASETS, SHAPES, dataset_info
 from ..models import MODELS, build_model
 from ..pruning import RECIPES, check_feasible, floor_counts, get_order, get_recipe, initial_counts, prunable_parameters
 from ..pruning.validate import at_least, in_range, one_of
 
 PRECISIONS = ("auto", "fp32", "bf16")
+# Training-split sizes of the built-in datasets, known without loading them, so that a val_size they cannot
+# hold is refused with the rest of the config (a grid before any point runs). A registered dataset's size
+# is known only once it loads; fggp.data.with_validation checks it then, before the run directory exists.
+TRAIN_SIZES = {"digits": 1437, "synthetic": 2000, "cifar10": 50000, "fashion_mnist": 60000, "mnist": 60000}
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("step", "cosine")
 NOT_IDENTITY = ("data_dir", "download", "progress", "device", "channels_last", "plugins")
@@ -164,6 +168,16 @@ class RunConfig:
             if getattr(self, knob) is not None and not knob_applies(self.recipe, knob):
                 raise ValueError(f"{knob}: recipe {self.recipe!r} does not use it ({KNOB_USERS[knob]}); leave it unset")
         recipe = self.pruning_recipe()  # rate / grad_window are checked by the recipe
+        if recipe.prunes and self.target_sparsity > self.initial_sparsity and self.prune_end_epoch < 1:
+            raise ValueError(f"prune_end_epoch: {self.prune_end_epoch} leaves no epoch to prune in; recipe "
+                             f"{self.recipe!r} needs prune_end_epoch >= 1 (and <= epochs={self.epochs})")
+        if self.val_size and self.dataset in TRAIN_SIZES:  # registered datasets: checked when they load
+            n = TRAIN_SIZES[self.dataset]
+            classes = dataset_info(self.dataset)["num_classes"]
+            if not classes <= self.val_size <= n - classes:
+                raise ValueError(f"val_size: {self.val_size} must be 0 (no validation split) or in [{classes}, "
+                                 f"{n - classes}] for the {n} training images of {self.dataset} (a split "
+                                 f"stratified by its {classes} classes)")
         if recipe.prunes and (recipe.min_keep or self.include or self.exclude):  # patterns checked up front
             sizes, shapes = layer_shapes(self.arch, tuple(SHAPES[self.dataset]), self.include, self.exclude)
             if recipe.min_keep:
