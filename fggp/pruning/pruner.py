@@ -15,6 +15,7 @@ wrapper's ``module.`` prefix, and every mask update is broadcast from rank 0 so 
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -27,7 +28,8 @@ from .recipes import Recipe, get_recipe
 from .regrowth import drop_and_regrow
 from .safety import CollapseWatch, broadcast_from_rank0, coverage_warning
 from .schedules import SparsitySchedule, annealed_rate, cosine_decay
-from .selection import get_order, pool_mask, pool_size, select_in_pool, select_prune
+from .pattern import check_layers, group_counts, pattern_target, pool_mask_nm, removable, select_nm
+from .selection import NonFiniteScores, _many, get_order, pool_mask, pool_size, select_in_pool, select_prune
 
 
 class Pruner:
@@ -37,7 +39,7 @@ class Pruner:
         optimizer: torch.optim.Optimizer | None = None,
         recipe: str | Recipe = "fggp",
         *,
-        target_sparsity: float,
+        target_sparsity: float | None = None,
         end_step: int,
         initial_sparsity: float = 0.0,
         start_step: int = 0,
@@ -50,11 +52,20 @@ class Pruner:
         **recipe_overrides,
     ):
         """``include`` / ``exclude``: glob patterns over parameter names (see ``prunable_parameters``);
-        ``log``: where the one-line summary of what is pruned goes (None: nowhere; also ``self.summary``)."""
+        ``log``: where the one-line summary of what is pruned goes (None: nowhere; also ``self.summary``).
+        ``target_sparsity`` may be left out only with a recipe ``pattern`` (N:M), which fixes it at 1 - N/M."""
         self.recipe = get_recipe(recipe, **recipe_overrides)
+        self.pattern = self.recipe.nm  # (N, M) or None
+        if self.pattern is not None:
+            target_sparsity = pattern_target(self.pattern, target_sparsity, initial_sparsity)
+        elif target_sparsity is None:
+            raise ValueError("target_sparsity: missing; give a float in [0, 1) (only a recipe with pattern= "
+                             "fixes it)")
         self.optimizer = optimizer
         model = unwrap(model)
         self.params = prunable_parameters(model, exclude, include=include)
+        if self.pattern is not None:
+            check_layers({n: tuple(p.shape) for n, p in self.params.items()}, self.pattern)
         self.names = list(self.params)
         self.sizes = {n: p.numel() for n, p in self.params.items()}
         self.total = sum(self.sizes.values())
@@ -94,7 +105,8 @@ class Pruner:
         if not self.recipe.prunes:
             return f"pruner: {what}; the recipe prunes nothing"
         target = self.schedule.final
-        return f"pruner: {what}; target {target * 100:.4g}% of them = {target * share:.1%} of the model"
+        nm = f" ({self.recipe.pattern}: {self.pattern[0]} of every {self.pattern[1]} weights)" if self.pattern else ""
+        return f"pruner: {what}; target {target * 100:.4g}% of them{nm} = {target * share:.1%} of the model"
 
     # ----------------------------------------------------------------- set-up
     def _initial_masks(self) -> dict[str, torch.Tensor]:
@@ -191,22 +203,32 @@ class Pruner:
         recipes, drop and regrow (also after the pruning window)."""
         grads = self._take_grad()
         weights = {n: self.params[n].detach().abs().flatten().float() for n in self.names}
+        self._scored = (weights, grads)  # for naming the layers of a non-finite score
+        try:
+            self._update(weights, grads)
+        finally:
+            self._scored = None  # a copy of every weight: not kept between steps
+
+    def _update(self, weights, grads) -> None:
         masks = {n: self.masks[n].flatten() for n in self.names}
         r = self.recipe
         if self.schedule.is_pruning_step(self.step):
             index = self.pruning_steps.index(self.step)
             rate = annealed_rate(index, len(self.pruning_steps), r.rate, r.rate_end, r.rate_schedule)
             target = self.schedule.sparsity(self.step)
+            expected = self._expected_kept(target, masks)
             if r.scope == "global":
                 pruned = self._select_global(target, weights, grads, masks, rate)
             else:
                 pruned = self._select_layerwise(target, weights, grads, masks, rate)
             new = {n: masks[n] & ~pruned[n] for n in self.names}
         else:
+            expected = sum(_count(masks[n]) for n in self.names)
             new = dict(masks)
 
         grown = {}
         if r.regrows:
+            self._check_regrowth_inputs(weights, grads)
             fraction = cosine_decay(self.step, self.total_steps, r.regrow_fraction, r.regrow_fraction_min)
             for n in self.names:
                 after, grown[n] = drop_and_regrow(new[n], weights[n], grads[n], fraction)
@@ -217,15 +239,86 @@ class Pruner:
         synced = broadcast_from_rank0([new[n] for n in self.names] + [grown[n] for n in grown])
         new = dict(zip(self.names, synced[: len(self.names)]))
         grown = dict(zip(list(grown), synced[len(self.names):]))
+        kept = {n: _count(new[n]) for n in self.names}
+        self._check_kept(kept, expected, new)
         faults.reach("prune")
         self.masks = {n: new[n].view_as(self.masks[n]) for n in self.names}
         self._refresh()
         for n, g in grown.items():
             self._zero_entries(n, g.view_as(self.masks[n]))
-        self._collapse.check({n: _count(self.masks[n]) for n in self.names})
+        self._collapse.check(kept)
+
+    def _expected_kept(self, target: float, masks) -> int:
+        """The active total the schedule asks for after this pruning step (floors move weights between
+        layers, never change the total)."""
+        active = {n: _count(masks[n]) for n in self.names}
+        if self.recipe.scope == "global":
+            return min(sum(active.values()), round((1 - target) * self.total))
+        return sum(min(active[n], round((1 - target) * self.sizes[n])) for n in self.names)
+
+    def _check_kept(self, kept: dict[str, int], expected: int, new) -> None:
+        """A pruning (or regrowth) step that missed its count, or a group of a pattern below N, fails here
+        in one line instead of finishing the run at another sparsity than the one reported as the target."""
+        total = sum(kept.values())
+        if total != expected:
+            raise RuntimeError(f"order: {self.recipe.order!r} left {total} weights active after step {self.step}; "
+                               f"the schedule asks for exactly {expected} (selection did not honour the count)")
+        if self.pattern is not None:
+            n_keep, m = self.pattern
+            for n in self.names:
+                low = int((group_counts(new[n], self.pattern) < n_keep).sum())
+                if low:
+                    raise RuntimeError(f"pattern: {low} groups of layer {n} keep fewer than {n_keep} of {m} "
+                                       f"weights after step {self.step}")
+
+    def _check_regrowth_inputs(self, weights, grads) -> None:
+        """Drop-and-regrow ranks |w| and |g|: NaN or inf there would regrow fewer weights than it drops."""
+        for n in self.names:
+            bad = int(torch.count_nonzero(~torch.isfinite(weights[n])) + torch.count_nonzero(~torch.isfinite(grads[n])))
+            if bad:
+                raise NonFiniteScores(
+                    f"regrow_fraction: layer {n} has {bad} non-finite weights or gradients (NaN or inf) at step "
+                    f"{self.step}; drop-and-regrow cannot rank them (training diverged)",
+                    order=self.recipe.order, count=bad, layers={n: bad}, diverged=True)
+
+    @contextmanager
+    def _scoring(self, names):
+        """Name the layers and the cause when a selection over the concatenation of ``names`` meets a
+        non-finite score (``positions`` index that concatenation)."""
+        try:
+            yield
+        except NonFiniteScores as err:
+            if err.layers is not None or err.positions is None:
+                raise
+            raise self._nonfinite(err, names) from None
+
+    def _nonfinite(self, err: NonFiniteScores, names) -> NonFiniteScores:
+        ends = torch.tensor([self.sizes[n] for n in names]).cumsum(0)
+        which = torch.bucketize(err.positions.cpu(), ends, right=True)
+        counts = torch.bincount(which, minlength=len(names)).tolist()
+        layers = {n: c for n, c in zip(names, counts) if c}
+        weights, grads = self._scored
+        inputs = sum(int((~torch.isfinite(weights[n])).sum()) for n in names)
+        if grads is not None:
+            inputs += sum(int((~torch.isfinite(grads[n])).sum()) for n in names)
+        listed = ", ".join(f"{c} in {n}" for n, c in list(layers.items())[:4]) + (", ..." if len(layers) > 4 else "")
+        cause = (f"the weights or gradients hold {inputs} non-finite values: training diverged" if inputs else
+                 "from finite weights and gradients: the order's score is at fault")
+        return NonFiniteScores(
+            f"order: {err.order!r} gives {_many(err.count, 'non-finite score')} (NaN or inf) at pruning step "
+            f"{self.step}: "
+            f"{listed}; {cause}; nothing was pruned",
+            order=err.order, count=err.count, positions=err.positions, layers=layers, diverged=bool(inputs))
 
     def _select(self, name, weights, grads, masks, k, rate) -> torch.Tensor:
-        return select_prune(weights[name], _get(grads, name), masks[name], k, self.recipe.order, rate, self.generator)
+        with self._scoring([name]):
+            return self._choose(weights[name], _get(grads, name), masks[name], k, rate)
+
+    def _choose(self, w, g, active, k, rate) -> torch.Tensor:
+        """k weights to prune among ``active`` by the recipe's order; under a pattern, no group below N."""
+        if self.pattern is not None:
+            return select_nm(w, g, active, k, self.recipe.order, self.pattern, rate, self.generator)
+        return select_prune(w, g, active, k, self.recipe.order, rate, self.generator)
 
     def _select_layerwise(self, target, weights, grads, masks, rate) -> dict[str, torch.Tensor]:
         """Each layer to the target on its own; with floors, layers held at their floor and the others'
@@ -262,13 +355,23 @@ class Pruner:
         """The k weights one ranking over ``names`` removes, split back per layer."""
         order = get_order(self.recipe.order)
         if order.two_step and self.recipe.resolved_pool_scope == "layerwise":
-            m = pool_size(k, sum(active[n] for n in names), rate)
-            shares = _proportional(m, {n: active[n] for n in names})
-            pools = [pool_mask(weights[n], _get(grads, n), masks[n], shares[n], self.recipe.order) for n in names]
-            chosen = select_in_pool(_cat(weights, names), _cat(grads, names), torch.cat(pools), k, self.recipe.order)
+            # under a pattern the pool is shared by what each layer may still lose, so every share fits
+            room = {n: removable(masks[n], self.pattern) for n in names} if self.pattern else \
+                {n: active[n] for n in names}
+            m = pool_size(k, sum(room.values()), rate)
+            shares = _proportional(m, room)
+            pools = []
+            for n in names:
+                with self._scoring([n]):
+                    pools.append(pool_mask_nm(weights[n], _get(grads, n), masks[n], shares[n], self.recipe.order,
+                                              self.pattern) if self.pattern else
+                                 pool_mask(weights[n], _get(grads, n), masks[n], shares[n], self.recipe.order))
+            with self._scoring(names):
+                chosen = select_in_pool(_cat(weights, names), _cat(grads, names), torch.cat(pools), k,
+                                        self.recipe.order)
         else:
-            chosen = select_prune(_cat(weights, names), _cat(grads, names), _cat(masks, names), k,
-                                  self.recipe.order, rate, self.generator)
+            with self._scoring(names):
+                chosen = self._choose(_cat(weights, names), _cat(grads, names), _cat(masks, names), k, rate)
         return dict(zip(names, chosen.split([self.sizes[n] for n in names])))
 
     def _select_rerank(self, k, weights, grads, masks, rate, active) -> dict[str, torch.Tensor]:
@@ -372,6 +475,8 @@ def initial_counts(sizes: dict[str, int], shapes: dict[str, tuple], recipe: Reci
 def _proportional(total: int, weights: dict[str, int]) -> dict[str, int]:
     """``total`` split in proportion to ``weights``, in whole numbers that add up exactly (largest remainder)."""
     whole = sum(weights.values())
+    if whole == 0:
+        return {n: 0 for n in weights}
     shares = {n: total * w // whole for n, w in weights.items()}
     order = sorted(weights, key=lambda n: (-(total * weights[n] % whole), list(weights).index(n)))
     for n in order[: total - sum(shares.values())]:

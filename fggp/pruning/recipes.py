@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from .distribution import DISTRIBUTIONS
+from .pattern import parse_pattern
 from .schedules import PROGRESS, RATE_SCHEDULES, SCHEDULES
 from .selection import ORDERS, get_order
 from .validate import at_least, in_range, one_of
@@ -38,6 +39,9 @@ class Recipe:
     regrow_fraction: GraNet's drop-and-regrow fraction, cosine-decayed over the whole run down to
     ``regrow_fraction_min`` (GraNet's eta_min); drop-and-regrow runs at every pruning step and every
     ``prune_every`` steps after the pruning window until training ends.
+    pattern: ``"N:M"`` (e.g. ``"2:4"``) prunes gradually to N of every M consecutive weights of each row
+    (fggp/pruning/pattern.py); the target is then 1 - N/M. None (default): unstructured. It is left out of
+    ``to_dict`` when None, so the recipes, run ids and saved states from before it stay the same.
     """
 
     order: str | None = "magnitude"
@@ -55,6 +59,7 @@ class Recipe:
     initial_distribution: str = "erk"
     regrow_fraction: float = 0.0
     regrow_fraction_min: float = 0.005
+    pattern: str | None = None
 
     def __post_init__(self):
         if self.order is not None:
@@ -83,6 +88,25 @@ class Recipe:
             in_range("min_keep", self.min_keep, 0, 1, high_open=True)
         else:
             at_least("min_keep", self.min_keep, 0)
+        if self.pattern is not None:
+            self._check_pattern()
+
+    def _check_pattern(self) -> None:
+        """N:M and the fields that cannot hold with it, each refused in one ``pattern:`` line."""
+        n, m = parse_pattern(self.pattern)
+        object.__setattr__(self, "pattern", f"{n}:{m}")  # '02:4' and '2:4' are one recipe
+        p = self.pattern
+        if not self.prunes:
+            raise ValueError(f"pattern: {p!r} needs an order (order=None prunes nothing); leave pattern unset")
+        if self.regrow_fraction > 0:
+            raise ValueError(f"pattern: {p!r} cannot take regrow_fraction {self.regrow_fraction} (GraNet's "
+                             f"drop-and-regrow moves weights between groups of {m}); set regrow_fraction=0")
+        if self.min_keep:
+            raise ValueError(f"pattern: {p!r} already keeps {n} of every {m} weights in every layer; min_keep "
+                             f"must be 0 with it, not {self.min_keep!r}")
+        if self.progress != "steps":
+            raise ValueError(f"pattern: {p!r} needs progress 'steps' ({self.progress!r} ends short of the "
+                             f"target, so groups would not all reach {n} of {m})")
 
     @property
     def prunes(self) -> bool:
@@ -97,6 +121,11 @@ class Recipe:
         return self.prunes and self.regrow_fraction > 0
 
     @property
+    def nm(self) -> tuple[int, int] | None:
+        """(N, M) of the pattern, or None for unstructured pruning."""
+        return None if self.pattern is None else parse_pattern(self.pattern)
+
+    @property
     def resolved_pool_scope(self) -> str:
         return self.pool_scope or self.scope
 
@@ -108,7 +137,12 @@ class Recipe:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields as a dict; ``pattern`` only when set, so unstructured recipes read as they always did
+        (run identities and ``Pruner.load_state_dict``'s recipe comparison use this)."""
+        out = dataclasses.asdict(self)
+        if out["pattern"] is None:
+            del out["pattern"]
+        return out
 
 
 RECIPES: dict[str, Recipe] = {
@@ -141,7 +175,14 @@ def get_recipe(name: str | Recipe, **overrides) -> Recipe:
 
 
 def register_recipe(name: str, recipe: Recipe) -> None:
-    """Make a combination available by name (to the CLI, sweeps and notebooks)."""
+    """Make a combination available by name (to the CLI, sweeps and notebooks).
+
+    A name already taken is refused: a plugin that silently replaced ``fggp`` would change every run that
+    names it while the run ids stayed the same."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"recipe: name {name!r} must be a non-empty string")
+    if name in RECIPES:
+        raise ValueError(f"recipe: {name!r} is already registered")
     if not isinstance(recipe, Recipe):
         raise ValueError(f"recipe: expected a Recipe, got {type(recipe).__name__}")
     RECIPES[name] = recipe

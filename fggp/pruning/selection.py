@@ -99,7 +99,9 @@ def register_order(name: str, score=None, *, pool=None, then=None, uses_gradient
         register_order("taylor2", lambda w, g: (w * g) ** 2)              # one score
         register_order("grad_then_taylor", pool=lambda w, g: g, then=lambda w, g: w * g)   # two steps
 
-    A name already taken is refused, so a plugin cannot silently change a built-in order.
+    A name already taken is refused, so a plugin cannot silently change a built-in order. Each function is
+    probed once on 64 random magnitudes: one that raises, returns no tensor, the wrong shape or NaN / inf
+    is refused here, in one ``order:`` line, instead of at the first pruning step of a run.
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"order name: {name!r} must be a non-empty identifier")
@@ -110,8 +112,41 @@ def register_order(name: str, score=None, *, pool=None, then=None, uses_gradient
     for field, fn in (("score", score), ("pool", pool), ("then", then)):
         if fn is not None and not callable(fn):
             raise ValueError(f"order {name!r}: {field} must be a function of (w, g)")
+        if fn is not None:
+            _probe(name, field, fn, bool(uses_gradient))
     ORDERS[name] = Order(name, score, pool, then, bool(uses_gradient))
     return ORDERS[name]
+
+
+PROBE_SIZE = 64
+
+
+def _probe(name: str, field: str, fn, uses_gradient: bool) -> None:
+    """Call a plugin's score once on 64 seeded random magnitudes, at registration (before any data loads):
+    a score that raises, returns no tensor, the wrong shape or NaN / inf would otherwise fail, or silently
+    prune less, at the first pruning step of every run that uses it."""
+    gen = torch.Generator().manual_seed(0)
+    w = torch.rand(PROBE_SIZE, generator=gen)
+    g = torch.rand(PROBE_SIZE, generator=gen) if uses_gradient else None
+    what = "" if field == "score" else f" (its {field} score)"
+    at = f"on a probe ({PROBE_SIZE} weights)"
+    try:
+        out = fn(w, g)
+    except Exception as err:  # noqa: BLE001 - any failure of a plugin's function is reported the same way
+        text = " ".join(str(err).split())
+        raise ValueError(f"order: {name!r}{what} raises {at}: {type(err).__name__}: {text}") from None
+    if not torch.is_tensor(out):
+        raise ValueError(f"order: {name!r}{what} returns {type(out).__name__} {at}, not a tensor of "
+                         f"{PROBE_SIZE} scores")
+    if tuple(out.shape) != (PROBE_SIZE,):
+        raise ValueError(f"order: {name!r}{what} returns shape {tuple(out.shape)} {at}; it must return one "
+                         f"score per weight, shape ({PROBE_SIZE},)")
+    if out.dtype == torch.bool or out.is_complex():
+        raise ValueError(f"order: {name!r}{what} returns {out.dtype} scores {at}; they must be real numbers")
+    bad = int((~torch.isfinite(out)).sum())
+    if bad:
+        raise ValueError(f"order: {name!r}{what} returns non-finite scores {at}: {bad} of {PROBE_SIZE} are "
+                         "NaN or inf")
 
 
 def _builtin(order: Order) -> None:
@@ -131,10 +166,41 @@ def get_order(name: str) -> Order:
     return ORDERS[name]
 
 
-def _scores(fn, w: torch.Tensor, g: torch.Tensor | None, name: str) -> torch.Tensor:
+def _many(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+class NonFiniteScores(RuntimeError):
+    """An order scored some weights NaN or inf: no ranking of them is meaningful, so the step fails.
+
+    ``positions``: the flat indices of those weights in the tensors given to the selection call. The
+    Pruner raises it again with the layers named and ``diverged`` set: True when the weights or gradients
+    themselves are not finite (the run diverged), False when the order's score made them so.
+    """
+
+    def __init__(self, message: str, *, order: str, count: int, positions: torch.Tensor | None = None,
+                 layers: dict[str, int] | None = None, diverged: bool | None = None):
+        super().__init__(message)
+        self.order, self.count, self.positions = order, count, positions
+        self.layers, self.diverged = layers, diverged
+
+
+def _scores(fn, w: torch.Tensor, g: torch.Tensor | None, name: str,
+            where: torch.Tensor | None = None) -> torch.Tensor:
+    """``fn(w, g)``, checked: one real number per entry, all finite (one ``isfinite().all()`` pass).
+
+    ``where`` maps the entries of ``w`` to flat indices of the caller's tensors, for the error."""
     out = fn(w, g)
     if not torch.is_tensor(out) or out.shape != w.shape:
         raise ValueError(f"order {name!r}: its score must return a tensor shaped like w ({tuple(w.shape)})")
+    if out.dtype == torch.bool or out.is_complex():
+        raise ValueError(f"order {name!r}: its score must return real numbers, not {out.dtype}")
+    if not bool(torch.isfinite(out).all()):
+        bad = (~torch.isfinite(out)).nonzero().squeeze(1)
+        raise NonFiniteScores(
+            f"order: {name!r} gives {_many(bad.numel(), 'non-finite score')} (NaN or inf) of {out.numel()} "
+            "scored; a pruning step cannot rank them",
+            order=name, count=bad.numel(), positions=bad if where is None else where[bad])
     return out
 
 
@@ -177,10 +243,11 @@ def select_prune(
         return out
     w, g = at(weight_mag), at(grad_mag) if spec.uses_gradient else None
     if not spec.two_step:
-        chosen = _among(idx, _scores(spec.score, w, g, order), k)
+        chosen = _among(idx, _scores(spec.score, w, g, order, idx), k)
     else:
-        pool = k_smallest(_scores(spec.pool, w, g, order), pool_size(k, n_active, rate)).nonzero().squeeze(1)
-        second = _scores(spec.then, w[pool], None if g is None else g[pool], order)
+        pool = k_smallest(_scores(spec.pool, w, g, order, idx), pool_size(k, n_active, rate)).nonzero().squeeze(1)
+        second = _scores(spec.then, w[pool], None if g is None else g[pool], order,
+                         pool if idx is None else idx[pool])
         chosen = pool[k_smallest(second, k)]
         if idx is not None:
             chosen = idx[chosen]
@@ -198,7 +265,7 @@ def pool_mask(weight_mag: torch.Tensor, grad_mag: torch.Tensor | None, active: t
     idx = active.nonzero().squeeze(1)
     g = None if grad_mag is None or not spec.uses_gradient else grad_mag[idx]
     out = torch.zeros_like(active)
-    out[idx[k_smallest(_scores(spec.pool, weight_mag[idx], g, order), m)]] = True
+    out[idx[k_smallest(_scores(spec.pool, weight_mag[idx], g, order, idx), m)]] = True
     return out
 
 
@@ -209,5 +276,5 @@ def select_in_pool(weight_mag: torch.Tensor, grad_mag: torch.Tensor | None, pool
     idx = pool.nonzero().squeeze(1)
     g = None if grad_mag is None or not spec.uses_gradient else grad_mag[idx]
     out = torch.zeros_like(pool)
-    out[idx[k_smallest(_scores(spec.then, weight_mag[idx], g, order), k)]] = True
+    out[idx[k_smallest(_scores(spec.then, weight_mag[idx], g, order, idx), k)]] = True
     return out
