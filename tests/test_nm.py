@@ -353,6 +353,15 @@ def test_combinations_that_cannot_hold_are_refused_before_any_change(kwargs, mes
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
+def test_an_unquoted_yaml_pattern_gets_a_hint():
+    import yaml
+
+    value = yaml.safe_load("pattern: 2:4")["pattern"]
+    assert value == 124
+    with pytest.raises(ValueError, match=r"^pattern: 124 is not 'N:M' .*base-60 number 124: quote it, '2:4'\)$"):
+        Recipe(pattern=value)
+
+
 @pytest.mark.filterwarnings("ignore::fggp.pruning.PruningWarning")  # a small prunable share, on purpose
 def test_target_may_repeat_the_pattern_or_be_left_out():
     quarter = Pruner(nm_net(), None, "gmp", pattern="1:4", target_sparsity=0.75, end_step=4, log=None)

@@ -33,8 +33,10 @@ def parse_pattern(value) -> tuple[int, int]:
         n, m = int(found.group(1)), int(found.group(2))
         if 1 <= n < m:
             return n, m
+    yaml = (" (YAML 1.1 reads an unquoted 2:4 as the base-60 number 124: quote it, '2:4')"
+            if isinstance(value, int) and not isinstance(value, bool) else "")
     raise ValueError(f"pattern: {value!r} is not 'N:M' with whole numbers 1 <= N < M (e.g. '2:4' keeps 2 of "
-                     "every 4 consecutive weights), or None for unstructured")
+                     f"every 4 consecutive weights), or None for unstructured{yaml}")
 
 
 def _nm(pattern) -> tuple[int, int]:
