@@ -384,3 +384,20 @@ def test_bench_export_smoke(load_benchmark, tmp_path):
     assert set(lenet["kernels"].values()) == {"csr"}
     assert conv["kernels"]["classifier.weight"] == "csr"
     assert all(k.startswith("dense (no sparse kernel for conv") for n, k in conv["kernels"].items() if "features" in n)
+
+
+def test_cli_export_and_a_completed_run_writes_its_sparse_file(tmp_path, capsys):
+    """Every completed run leaves model.sparse.safetensors (its size in result.json); `fggp export` adds the rest."""
+    from fggp.cli import main
+    from fggp.train import RunConfig, run
+
+    config = RunConfig(arch="lenet300_100", dataset="digits", recipe="gmp", target_sparsity=0.95, epochs=1,
+                       prune_end_epoch=1, prune_every=2, progress=False)
+    result = run(config, tmp_path)
+    run_dir = tmp_path / config.run_id
+    sparse = run_dir / "model.sparse.safetensors"
+    assert result["model_bytes"]["sparse"] == sparse.stat().st_size < 0.2 * result["model_bytes"]["dense"]
+    assert main(["export", str(run_dir), "--no-measure"]) == 0
+    assert {"model.pt", "model.sparse.safetensors", "export.json"} <= {p.name for p in (run_dir / "export").iterdir()}
+    assert main(["export", str(tmp_path / "nothing-here")]) == 2
+    assert capsys.readouterr().err.startswith("fggp: error: run_dir:")

@@ -177,3 +177,31 @@ def test_failing_plugin_is_one_line_naming_plugins_and_its_line(tmp_path):
     syntax.write_text("def f(:\n")
     with pytest.raises(ValueError, match=r"^plugins: '.*syntax.py' failed to import \(SyntaxError: .*line 1\)$"):
         RunConfig(**QUICK, plugins=(str(syntax),))
+
+
+def test_a_2_4_run_ends_with_every_group_at_2_of_4_and_its_export_says_so(tmp_path):
+    from fggp.export import export_run
+    from fggp.pruning import group_counts
+
+    config = RunConfig(arch="lenet300_100", dataset="digits", recipe="fggp", pattern="2:4", target_sparsity=0.5,
+                       epochs=2, prune_end_epoch=1, prune_every=2, lr=0.05, progress=False)
+    result = run(config, tmp_path)
+    assert result["status"] == "completed" and result["final_sparsity"] == 0.5
+    masks = torch.load(tmp_path / config.run_id / "checkpoint.pt", weights_only=True)["pruner"]["masks"]
+    for name, mask in masks.items():
+        counts = mask.reshape(mask.shape[0], -1).reshape(mask.shape[0], -1, 4).sum(-1)
+        assert (counts == 2).all(), name
+    info = export_run(tmp_path / config.run_id, measure=False, log=lambda msg: None)
+    assert {layer["nm"] for layer in info["layers"].values()} == {"2:4"}
+
+
+def test_pattern_fields_are_checked_before_any_data():
+    from fggp.pruning import Infeasible
+
+    with pytest.raises(ValueError, match="^target_sparsity: 0.9 is not where pattern 2:4 ends"):
+        RunConfig(**QUICK, recipe="fggp", pattern="2:4")
+    with pytest.raises(ValueError, match="^pattern: '2:4' groups 4 consecutive weights of a row, but layer features.0"):
+        RunConfig(**QUICK, recipe="fggp", pattern="2:4", target_sparsity=0.5)  # tiny's first conv: rows of 27
+    with pytest.raises(Infeasible, match="^pattern: .*regrow.*recipe granet"):  # a sweep lists it as not applicable
+        RunConfig(**{**QUICK, "arch": "lenet300_100"}, recipe="granet", pattern="2:4", target_sparsity=0.5)
+    assert RunConfig(**QUICK, recipe="dense", pattern="2:4").pattern is None  # dense is one run whatever is asked

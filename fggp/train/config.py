@@ -25,7 +25,8 @@ import torch
 from ..data import DATASETS, SHAPES, dataset_info
 from ..models import MODELS, build_model
 from ..pruning import RECIPES, check_feasible, floor_counts, get_order, get_recipe, initial_counts, prunable_parameters
-from ..pruning.validate import at_least, in_range, one_of
+from ..pruning.pattern import check_layers, pattern_sparsity
+from ..pruning.validate import Infeasible, at_least, in_range, one_of
 
 PRECISIONS = ("auto", "fp32", "bf16")
 # Training-split sizes of the built-in datasets, known without loading them, so that a val_size they cannot
@@ -38,7 +39,7 @@ NOT_IDENTITY = ("data_dir", "download", "progress", "device", "channels_last", "
 # Fields added after runs were made: at these values they are left out of the identity, so the run ids made
 # before each option existed stay valid (val_size and bn_recalibrate at 0 likewise).
 LATER_FIELDS = {"val_size": 0, "bn_recalibrate": 0, "optimizer": "sgd", "betas": [0.9, 0.999], "eps": 1e-8,
-                "lr_schedule": "step", "warmup_epochs": 0, "include": [], "exclude": []}
+                "lr_schedule": "step", "warmup_epochs": 0, "include": [], "exclude": [], "pattern": None}
 # Digest of each imported plugin's source, by its resolved name: part of the identity of a run that uses it,
 # so an edited model, dataset or criterion is a new run and never "already completed" with the old result.
 PLUGIN_DIGESTS: dict[str, str] = {}
@@ -53,6 +54,7 @@ class RunConfig:
     initial_sparsity: float = 0.0
     rate: float | None = None  # None: the recipe's own rate
     grad_window: int | None = None  # None: the recipe's own
+    pattern: str | None = None  # "N:M" (e.g. "2:4"): every group of M consecutive weights ends with N; target 1 - N/M
     epochs: int = 160
     batch_size: int = 128
     lr: float = 0.1
@@ -93,9 +95,12 @@ class RunConfig:
         one_of("recipe", self.recipe, RECIPES)
         in_range("target_sparsity", self.target_sparsity, 0, 1, high_open=True)
         in_range("initial_sparsity", self.initial_sparsity, 0, 1, high_open=True)
-        if self.recipe == "dense":  # the dense baseline is one run whatever sparsity a grid asks for
+        if self.recipe == "dense":  # the dense baseline is one run whatever sparsity (or pattern) a grid asks for
             object.__setattr__(self, "target_sparsity", 0.0)
             object.__setattr__(self, "initial_sparsity", 0.0)
+            object.__setattr__(self, "pattern", None)
+        if self.pattern is not None:
+            _check_pattern(self)
         if self.target_sparsity < self.initial_sparsity:
             raise ValueError(
                 f"target_sparsity: {self.target_sparsity} is below initial_sparsity {self.initial_sparsity}"
@@ -178,14 +183,17 @@ class RunConfig:
                 raise ValueError(f"val_size: {self.val_size} must be 0 (no validation split) or in [{classes}, "
                                  f"{n - classes}] for the {n} training images of {self.dataset} (a split "
                                  f"stratified by its {classes} classes)")
-        if recipe.prunes and (recipe.min_keep or self.include or self.exclude):  # patterns checked up front
+        if recipe.prunes and (recipe.min_keep or self.include or self.exclude or self.pattern):  # up front
             sizes, shapes = layer_shapes(self.arch, tuple(SHAPES[self.dataset]), self.include, self.exclude)
+            if self.pattern:
+                check_layers(shapes, self.pattern)
             if recipe.min_keep:
                 check_feasible(sizes, floor_counts(sizes, recipe.min_keep), self.target_sparsity,
                                initial_counts(sizes, shapes, recipe, self.initial_sparsity))
 
     def pruning_recipe(self):
-        overrides = {k: v for k, v in (("rate", self.rate), ("grad_window", self.grad_window)) if v is not None}
+        overrides = {k: v for k, v in (("rate", self.rate), ("grad_window", self.grad_window),
+                                       ("pattern", self.pattern)) if v is not None}
         return get_recipe(self.recipe, **overrides)
 
     def to_dict(self) -> dict:
@@ -344,6 +352,22 @@ def knob_applies(recipe: str, knob: str) -> bool:
     give the same run another id."""
     r = get_recipe(recipe)
     return (r.prunes and get_order(r.order).two_step) if knob == "rate" else r.uses_gradient
+
+
+def _check_pattern(c: "RunConfig") -> None:
+    """An N:M run ends at 1 - N/M exactly: another target is refused rather than replaced, and a recipe that
+    cannot keep its groups (regrowth, floors) makes the point not applicable."""
+    sparsity = pattern_sparsity(c.pattern)  # a malformed pattern is an error ...
+    try:
+        get_recipe(c.recipe, pattern=c.pattern)
+    except ValueError as err:  # ... a recipe that cannot hold groups (GraNet's regrowth, Global MP's floors) is n/a
+        raise Infeasible(f"{str(err).splitlines()[0]} (recipe {c.recipe})") from None
+    if abs(c.target_sparsity - sparsity) > 1e-9:
+        raise ValueError(f"target_sparsity: {c.target_sparsity:g} is not where pattern {c.pattern} ends "
+                         f"({sparsity:g} = 1 - N/M); set target_sparsity={sparsity:g}")
+    if c.initial_sparsity:
+        raise ValueError(f"initial_sparsity: {c.initial_sparsity:g} with pattern {c.pattern}: an N:M run starts dense "
+                         f"(set initial_sparsity=0)")
 
 
 def _integer(name, value, low):
