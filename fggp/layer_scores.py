@@ -1,12 +1,14 @@
 """One layer's weights and gradients, and which of them each pruning order would remove.
 
 The computation behind ``notebooks/01_layer_scores.ipynb``: a briefly trained (or checkpointed) model,
-the gradient of one minibatch, and the sets that ``fggp.pruning.select_prune`` picks for one layer.
-No plotting here; the figures live in ``fggp.viz.scores``.
+the gradient of one minibatch, and the sets that ``fggp.pruning.select_prune`` picks for one layer. A
+pruned run's checkpoint brings its masks: the weights it pruned stay pruned, and every order chooses among
+the active ones, as the pruner does in training. No plotting here; the figures live in ``fggp.viz.scores``.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,13 +19,64 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .data import DeviceLoader, load_dataset
-from .models import build_model
+from .data import DATASETS, SHAPES, DeviceLoader, load_dataset
+from .models import MODELS, build_model
 from .pruning.masks import prunable_parameters
 from .pruning.selection import get_order, pool_size, select_prune
-from .pruning.validate import in_range
+from .pruning.validate import in_range, one_of
 
 DEFAULT_ORDERS = ("magnitude", "gradient", "gradient_first", "magnitude_first", "taylor")
+# Notebook 01's parameters (its tagged cell, in order; tests/test_layer_scores.py holds them equal), and the
+# names its own cells assign, which a second Run All in the same kernel finds already there.
+NOTEBOOK_PARAMETERS = ("arch", "dataset", "layer", "warmup_steps", "checkpoint", "sparsity", "rate", "rates", "seed",
+                       "device", "data_dir", "plugins")
+NOTEBOOK_NAMES = ("model", "grads", "masks", "scores", "sets")
+
+
+def check_notebook(namespace: dict) -> None:
+    """Notebook 01's parameters, checked in its first cell after them, before any data loads: a name that is
+    not a parameter (papermill's ``-p rates_ 0.3``) and every value, each error one line naming the parameter.
+    """
+    from .viz.runs import check_parameters
+
+    check_parameters(namespace, NOTEBOOK_PARAMETERS, defined_later=NOTEBOOK_NAMES)
+    check_layer_parameters(**{name: namespace[name] for name in NOTEBOOK_PARAMETERS})
+
+
+def check_layer_parameters(arch, dataset, layer=None, warmup_steps=30, checkpoint=None, sparsity=0.2, rate=0.5,
+                           rates=(1.0, 0.5, 0.3, 0.1), seed=0, device="cpu", data_dir="data", plugins=()) -> None:
+    """The values notebook 01 takes, with the checks a run applies to the same fields (``fggp run``):
+    known arch and dataset, a layer the arch has, sparsity in [0, 1], rates in (0, 1], a checkpoint of the
+    same arch and dataset. Nothing is loaded or trained."""
+    from .train.config import layer_shapes, load_plugins
+
+    load_plugins(plugins)
+    one_of("arch", arch, MODELS)
+    one_of("dataset", dataset, DATASETS)
+    for name, value in (("warmup_steps", warmup_steps), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name}: {value!r} must be an integer >= 0")
+    in_range("sparsity", sparsity, 0, 1)
+    in_range("rate", rate, 0, 1, low_open=True)
+    if isinstance(rates, (str, bytes)) or not isinstance(rates, (list, tuple)) or not rates:
+        raise ValueError(f"rates: {rates!r} must be a non-empty list of rates in (0, 1], e.g. [1.0, 0.5, 0.1]")
+    for value in rates:
+        in_range("rates", value, 0, 1, low_open=True)
+    text = device if isinstance(device, str) else ""
+    if not (text in ("auto", "cpu", "cuda") or text.startswith("cuda:") and text[5:].isdigit()):
+        raise ValueError(f"device: {device!r} is not one of auto, cpu, cuda, cuda:N")
+    if text.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} was asked for but CUDA is not available here; use cpu or auto")
+    if not isinstance(data_dir, str) or not data_dir:
+        raise ValueError(f"data_dir: {data_dir!r} must be a directory path (a string)")
+    if layer is not None:
+        names = list(layer_shapes(arch, tuple(SHAPES[dataset]))[0])
+        if not isinstance(layer, str) or layer not in names and f"{layer}.weight" not in names:
+            raise ValueError(f"layer: {layer!r} is not a prunable layer of {arch}; they are: {', '.join(names)}")
+    if checkpoint is not None:
+        if not isinstance(checkpoint, (str, Path)):
+            raise ValueError(f"checkpoint: {checkpoint!r} must be a run directory or its checkpoint.pt (a path)")
+        _checkpoint_file(Path(checkpoint), arch, dataset)
 
 
 # ---- a model with meaningful gradients -----------------------------------------------------------
@@ -46,6 +99,8 @@ def warmup(arch: str, dataset: str, steps: int = 50, seed: int = 0, device: str 
     from .train.config import load_plugins
 
     load_plugins(plugins)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps: {steps!r} must be an integer >= 0")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -69,7 +124,7 @@ def _warmup(arch, dataset, steps, seed, device, data_dir, checkpoint_file, batch
     batches = _endless(loader)
     model.train()
     if checkpoint_file is not None:
-        model.load_state_dict(torch.load(checkpoint_file, map_location="cpu", weights_only=True)["model"])
+        model.load_state_dict(read_checkpoint_file(checkpoint_file)["model"])
     else:
         optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
         for _ in range(steps):
@@ -92,6 +147,30 @@ def _endless(loader: DeviceLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]
         yield from loader.iter_epoch(epoch)
 
 
+def read_checkpoint_file(file: Path) -> dict:
+    """A checkpoint's state: a run's (which ends with its SHA-256, checked here) or a plain ``torch.save``."""
+    from .train.checkpoint import DIGEST_MAGIC, DIGEST_BYTES, CheckpointError, _read
+
+    data = Path(file).read_bytes()
+    if data[-DIGEST_BYTES:-32] == DIGEST_MAGIC:
+        try:
+            return _read(Path(file))
+        except CheckpointError as err:
+            raise ValueError(f"checkpoint: {err}") from None
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+def checkpoint_masks(checkpoint: str | Path | None) -> dict[str, torch.Tensor] | None:
+    """The pruning masks a run's checkpoint holds (True = active), or None: no checkpoint, or one saved
+    without a pruner. What ``layer_view`` needs so that weights the run pruned stay pruned here."""
+    if checkpoint is None:
+        return None
+    path = Path(checkpoint)
+    state = read_checkpoint_file(path / "checkpoint.pt" if path.is_dir() else path)
+    masks = (state.get("pruner") or {}).get("masks")
+    return None if masks is None else {name: m.bool().cpu() for name, m in masks.items()}
+
+
 def _checkpoint_file(path: Path, arch: str, dataset: str) -> Path:
     """A run's checkpoint.pt, refused up front (one line) when missing or from another arch or dataset."""
     file = path / "checkpoint.pt" if path.is_dir() else path
@@ -111,20 +190,33 @@ def _checkpoint_file(path: Path, arch: str, dataset: str) -> Path:
 
 @dataclass(frozen=True, repr=False)
 class LayerScores:
-    """One layer's weight and gradient (CPU float32, original shape) and their flat magnitudes."""
+    """One layer's weight and gradient (CPU float32, original shape), their flat magnitudes, and which
+    weights are active (flat bool; all of them unless a pruned run's mask says otherwise)."""
 
     name: str
     weight: torch.Tensor
     grad: torch.Tensor
     w_mag: torch.Tensor
     g_mag: torch.Tensor
+    active: torch.Tensor | None = None
+
+    def __post_init__(self):
+        if self.active is None:
+            object.__setattr__(self, "active", torch.ones(self.w_mag.numel(), dtype=torch.bool))
+        elif self.active.shape != self.w_mag.shape or self.active.dtype != torch.bool:
+            raise ValueError(f"active: must be a flat bool mask of the layer's {self.w_mag.numel()} weights")
 
     @property
     def n(self) -> int:
         return self.w_mag.numel()
 
+    @property
+    def n_active(self) -> int:
+        return int(self.active.sum())
+
     def __repr__(self) -> str:
-        return f"LayerScores({self.name!r}, shape {list(self.weight.shape)}, {self.n} weights)"
+        pruned = f", {self.n - self.n_active} pruned before" if self.n_active < self.n else ""
+        return f"LayerScores({self.name!r}, shape {list(self.weight.shape)}, {self.n} weights{pruned})"
 
 
 def default_layer(model: nn.Module) -> str:
@@ -137,10 +229,12 @@ def default_layer(model: nn.Module) -> str:
     return names[1] if len(names) > 1 else names[0]
 
 
-def layer_view(model: nn.Module, grads: dict[str, torch.Tensor], layer: str | None = None) -> LayerScores:
+def layer_view(model: nn.Module, grads: dict[str, torch.Tensor], layer: str | None = None,
+               masks: dict[str, torch.Tensor] | None = None) -> LayerScores:
     """The scores of ``layer`` (a prunable weight's name; ``features.4`` works for ``features.4.weight``).
 
-    ``None`` picks ``default_layer(model)``.
+    ``None`` picks ``default_layer(model)``. ``masks`` (``checkpoint_masks``: True = active) mark the
+    weights a pruned run already removed, so that no order prunes them a second time.
     """
     params = prunable_parameters(model)
     name = default_layer(model) if layer is None else layer
@@ -154,16 +248,22 @@ def layer_view(model: nn.Module, grads: dict[str, torch.Tensor], layer: str | No
     grad = grads[name].detach().float().cpu().clone()
     if grad.shape != weight.shape:
         raise ValueError(f"grads: the gradient of {name!r} is {list(grad.shape)}, the weight {list(weight.shape)}")
-    return LayerScores(name, weight, grad, weight.abs().flatten(), grad.abs().flatten())
+    active = None
+    if masks is not None and name in masks:
+        if masks[name].shape != weight.shape:
+            raise ValueError(f"masks: the mask of {name!r} is {list(masks[name].shape)}, the weight {list(weight.shape)}")
+        active = masks[name].detach().bool().cpu().flatten().clone()
+    return LayerScores(name, weight, grad, weight.abs().flatten(), grad.abs().flatten(), active)
 
 
 def describe(scores: LayerScores) -> pd.DataFrame:
-    """Summary of |w| and |g| (count, zeros, quantiles): how far apart the two scales are."""
+    """Summary of |w| and |g| (count, active weights, zeros, quantiles): how far apart the two scales are.
+    The quantiles are over every weight of the layer, pruned ones (zeros) included."""
     rows = {}
     for label, mag in (("|w|", scores.w_mag), ("|g|", scores.g_mag)):
         q = torch.quantile(mag.double(), torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0], dtype=torch.float64)).tolist()
-        rows[label] = {"count": mag.numel(), "zeros": int((mag == 0).sum()), "min": q[0], "10%": q[1],
-                       "median": q[2], "90%": q[3], "max": q[4]}
+        rows[label] = {"count": mag.numel(), "active": scores.n_active, "zeros": int((mag == 0).sum()),
+                       "min": q[0], "10%": q[1], "median": q[2], "90%": q[3], "max": q[4]}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -180,36 +280,34 @@ def label(order: str, rate: float) -> str:
 
 
 def prune_count(scores: LayerScores, sparsity: float) -> int:
-    """k = round(sparsity * n): how many weights a step to ``sparsity`` removes from a dense layer."""
+    """k = round(sparsity * n_active): how many of the layer's active weights (all of them in a dense
+    layer) a step that removes the fraction ``sparsity`` of them prunes."""
     in_range("sparsity", sparsity, 0, 1)
-    return round(sparsity * scores.n)
+    return round(sparsity * scores.n_active)
 
 
 def pruned_sets(scores: LayerScores, sparsity: float, rate: float,
                 orders: Sequence[str] = DEFAULT_ORDERS) -> dict[str, torch.Tensor]:
-    """``{label(order, rate): flat bool mask of the k weights that order prunes}``, all weights active.
+    """``{label(order, rate): flat bool mask of the k weights that order prunes}``, among the active weights.
 
-    Each set is exactly what the training engine (``select_prune``) would pick in one step from a dense
-    layer. For a checkpoint that was already pruned, its zero weights count as active here, so
-    magnitude-based orders take them first.
+    Each set is exactly what the training engine (``select_prune``) would pick in one step from this layer
+    with these masks: weights a checkpoint's run already pruned are never chosen again.
     """
     k = prune_count(scores, sparsity)
-    active = torch.ones(scores.n, dtype=torch.bool)
     sets = {}
     for order in orders:
         generator = torch.Generator().manual_seed(0) if order == "random" else None
-        sets[label(order, rate)] = select_prune(scores.w_mag, scores.g_mag, active, k, order, rate, generator)
+        sets[label(order, rate)] = select_prune(scores.w_mag, scores.g_mag, scores.active, k, order, rate, generator)
     return sets
 
 
 def fggp_pool(scores: LayerScores, sparsity: float, rate: float) -> torch.Tensor:
-    """FGGP's candidate pool: the ceil(k / rate) weights with the smallest |g| (flat bool mask).
+    """FGGP's candidate pool: the ceil(k / rate) active weights with the smallest |g| (flat bool mask).
 
     gradient_first(rate) prunes the k smallest |w| inside this pool, so the pool is what the rate buys.
     """
     k = prune_count(scores, sparsity)
-    active = torch.ones(scores.n, dtype=torch.bool)
-    return select_prune(scores.w_mag, scores.g_mag, active, pool_size(k, scores.n, rate), "gradient")
+    return select_prune(scores.w_mag, scores.g_mag, scores.active, pool_size(k, scores.n_active, rate), "gradient")
 
 
 def jaccard(a: torch.Tensor, b: torch.Tensor) -> float:

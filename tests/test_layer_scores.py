@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from fggp.layer_scores import (
     LayerScores,
+    checkpoint_masks,
     default_layer,
     describe,
     fggp_pool,
@@ -172,6 +173,72 @@ def test_warmup_takes_weights_from_a_run_directory(tmp_path):
         warmup("tiny", "synthetic", checkpoint=tmp_path / "missing")
 
 
+def pruned_run(tmp_path, layer="features.4.weight", keep=0.21):
+    """A run directory whose checkpoint (digest and all, as a run writes it) pruned 79% of one layer."""
+    from fggp.train.checkpoint import save_checkpoint
+
+    model = build_model("tiny")
+    params = prunable_parameters(model)
+    masks = {name: torch.ones_like(p, dtype=torch.bool) for name, p in params.items()}
+    g = torch.Generator().manual_seed(0)
+    masks[layer] = torch.rand(params[layer].shape, generator=g) < keep
+    with torch.no_grad():
+        params[layer].mul_(masks[layer])
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    save_checkpoint(run_dir, {"epoch": 1, "model": model.state_dict(), "pruner": {"masks": masks}})
+    (run_dir / "config.json").write_text(json.dumps({"arch": "tiny", "dataset": "synthetic"}))
+    return run_dir, masks[layer]
+
+
+def test_a_pruned_checkpoints_weights_stay_pruned(tmp_path):
+    """The orders choose among the active weights only, as the pruner does: none "prunes" a weight the run
+    already removed (they used to count as active, and magnitude took them first)."""
+    run_dir, mask = pruned_run(tmp_path)
+    model, grads = warmup("tiny", "synthetic", steps=0, checkpoint=run_dir, batch_size=32)
+    masks = checkpoint_masks(run_dir)
+    assert torch.equal(masks["features.4.weight"], mask)
+    s = layer_view(model, grads, "features.4.weight", masks)
+    assert torch.equal(s.active, mask.flatten()) and s.n_active == int(mask.sum()) < 0.3 * s.n
+    assert "pruned before" in repr(s) and describe(s).loc["|w|", "active"] == s.n_active
+    k = round(0.2 * s.n_active)
+    for name, chosen in pruned_sets(s, 0.2, 0.5).items():
+        assert int(chosen.sum()) == k and not (chosen & ~s.active).any(), name
+    assert not (fggp_pool(s, 0.2, 0.5) & ~s.active).any()
+    fig = viz.plot_scatter(s, pruned_sets(s, 0.2, 0.5), rate=0.5)
+    drawn = len(collection(fig.axes[0], "kept").get_offsets()) + len(collection(fig.axes[0], "pruned").get_offsets())
+    assert drawn == s.n_active
+    assert f"{s.n - s.n_active} of {s.n} pruned before" in fig.axes[-1].texts[0].get_text()
+    assert "pool = all" in viz.plot_scatter(s, pruned_sets(s, 0.9, 0.5), rate=0.5).axes[2].get_title()
+    who = viz.plot_rate_grid(s, 0.2, [0.5]).axes[1].images[0].get_array()
+    assert (torch.as_tensor(who.data) == 4).sum() == s.n - s.n_active  # drawn as "pruned before"
+    assert checkpoint_masks(None) is None
+
+
+def test_notebook_parameters_are_checked_by_name_and_value(tmp_path):
+    from fggp.layer_scores import NOTEBOOK_PARAMETERS, check_layer_parameters, check_notebook
+
+    good = dict(arch="tiny", dataset="digits", layer=None, warmup_steps=30, checkpoint=None, sparsity=0.2, rate=0.5,
+                rates=[1.0, 0.5], seed=0, device="cpu", data_dir="../data", plugins=[])
+    assert list(good) == list(NOTEBOOK_PARAMETERS)
+    namespace = {**good, "In": [], "json": json, "check_notebook": check_notebook}
+    check_notebook(namespace)
+    with pytest.raises(ValueError, match=r"^rates_: not a parameter of this notebook \(did you mean rates\?\); "
+                                         r"its parameters are arch, "):
+        check_notebook({**good, "rates_": 0.3})
+    run_dir, _ = pruned_run(tmp_path)
+    for field, value in [("arch", "alexnet"), ("dataset", "imagenet"), ("layer", "features.99"), ("sparsity", 1.5),
+                         ("rate", 0), ("rates", []), ("rates", [0.5, 2]), ("warmup_steps", -1), ("seed", 0.5),
+                         ("device", "tpu"), ("data_dir", 3), ("checkpoint", tmp_path / "missing"),
+                         ("plugins", "x.py")]:
+        with pytest.raises(ValueError, match=rf"^{field}: ") as err:
+            check_layer_parameters(**{**good, field: value})
+        assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match=r"^checkpoint: .*arch 'tiny', not 'lenet5'"):
+        check_layer_parameters(**{**good, "arch": "lenet5", "checkpoint": str(run_dir)})
+    check_layer_parameters(**{**good, "layer": "features.4", "dataset": "synthetic", "checkpoint": str(run_dir)})
+
+
 def tiny_with_grads():
     model = build_model("tiny")
     grads = {name: torch.full_like(p, 0.5) for name, p in prunable_parameters(model).items()}
@@ -213,6 +280,10 @@ def test_heatmaps_show_both_magnitudes_in_kernel_layout():
     fig = viz.plot_heatmaps(s)
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 4  # two heatmaps and their colorbars
+    for ax in fig.axes[:2]:  # channel boundaries, so that "a band of rows" (the notebook's words) can be seen
+        rows = sorted(line.get_ydata()[0] for line in ax.lines if line.get_ydata()[0] == line.get_ydata()[1])
+        columns = sorted(line.get_xdata()[0] for line in ax.lines if line.get_xdata()[0] == line.get_xdata()[1])
+        assert rows == [2.5, 5.5, 8.5, 11.5, 14.5] and columns == [2.5, 5.5, 8.5]  # 6 out x 4 in, 3 x 3 tiles
     images = [ax.images[0].get_array() for ax in fig.axes[:2]]
     assert images[0].shape == images[1].shape == (6 * 3, 4 * 3)
     assert torch.allclose(torch.as_tensor(images[0].data), kernel_matrix(s.weight.abs()))
@@ -264,20 +335,23 @@ def test_scatter_titles_give_the_pool_and_say_when_it_is_the_whole_layer(sparsit
     assert f"rate {rate:g}" in fig._suptitle.get_text()
 
 def test_rate_grid_has_a_row_per_rate_with_its_jaccard_to_magnitude():
+    """Rows run from the highest rate down, so 'as the rate falls' (the notebook's words) is down the page."""
     s = make_scores()
-    rates = [0.1, 0.5, 1.0]
+    rates = [0.1, 1.0, 0.5]
     fig = viz.plot_rate_grid(s, 0.2, rates)
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 2 * len(rates)
     k = round(0.2 * s.n)
     magnitude = pruned_sets(s, 0.2, 1.0, ["magnitude"])["magnitude"]
-    for row, rate in enumerate(rates):
+    jaccards = []
+    for row, rate in enumerate([1.0, 0.5, 0.1]):
         scatter = fig.axes[2 * row]
         assert len(collection(scatter, "pruned").get_offsets()) == k
         fggp = pruned_sets(s, 0.2, rate, ["gradient_first"])[label("gradient_first", rate)]
         assert scatter.get_title().startswith(f"gradient_first({rate:g}): k = {k}")
         assert scatter.get_title().endswith(f"Jaccard with magnitude = {jaccard(fggp, magnitude):.2f}")
-    assert fig.axes[0].get_title().endswith("= 1.00")  # rate 0.1: the pool is the whole layer
+        jaccards.append(jaccard(fggp, magnitude))
+    assert jaccards == sorted(jaccards) and jaccards[-1] == 1.0  # rate 0.1, last: the pool is the whole layer
 
 
 def test_draw_returns_the_figure_and_table_of_the_values_given():
@@ -308,7 +382,8 @@ def test_interactive_sliders_redraw_the_figure_and_table_in_place():
     InteractiveShell.instance()
     with capture_output() as shown:
         explorer._ipython_display_()
-    published = shown.outputs
+    caption, *published = shown.outputs
+    assert "model not found" in caption.data["text/markdown"]  # a saved copy explains its own widget error
     assert len(published) == 3  # the sliders, then the figure and the table as outputs of their own
     assert "image/png" in published[1].data and "text/html" in published[2].data
     ids = [o.transient["display_id"] for o in published[1:]]
@@ -336,6 +411,28 @@ def test_notebook_is_committed_without_outputs():
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
 
 
+@pytest.mark.parametrize("module, notebook", [("fggp.layer_scores", "01_layer_scores.ipynb"),
+                                              ("fggp.viz.runs", "02_cifar10_run.ipynb")])
+def test_notebook_parameter_lists_match_the_notebooks(module, notebook):
+    """The names the parameter check accepts are the parameters cell's, in order, and the names the other cells
+    assign (which a second Run All finds in the kernel): a new parameter or variable cannot be forgotten."""
+    import ast
+    import importlib
+
+    mod = importlib.import_module(module)
+    nb = json.loads((NOTEBOOK.parent / notebook).read_text())
+    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    def names(src):
+        tree = ast.parse("\n".join(line for line in src.splitlines() if not line.startswith("%")))
+        targets = [t for node in ast.walk(tree) if isinstance(node, ast.Assign) for t in node.targets]
+        return [n.id for t in targets for n in (t.elts if isinstance(t, ast.Tuple) else [t]) if isinstance(n, ast.Name)]
+
+    assigned = [names(src) for src in code]
+    assert assigned[0] == list(mod.NOTEBOOK_PARAMETERS)
+    assert {name for names in assigned[1:] for name in names} == set(mod.NOTEBOOK_NAMES)
+    assert "check_" in code[1]  # the check is in the first cell after the parameters
+
+
 def test_notebook_runs_headless_with_papermill(tmp_path):
     papermill = pytest.importorskip("papermill")
     out = tmp_path / "01_layer_scores.ipynb"
@@ -345,4 +442,5 @@ def test_notebook_runs_headless_with_papermill(tmp_path):
     outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
     assert not [o for o in outputs if o["output_type"] == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 5  # the interactive figure as a plain PNG too
-    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+    widget = next(i for i, o in enumerate(outputs) if "application/vnd.jupyter.widget-view+json" in o.get("data", {}))
+    assert "model not found" in "".join(outputs[widget - 1]["data"]["text/markdown"])  # said where it appears

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import matplotlib
 
@@ -183,4 +184,47 @@ def test_epoch_log_follows_a_live_run(tmp_path):
     assert not any(line.startswith("epoch ") for line in printed)  # the raw fraction lines are replaced
     again = []
     run(config, tmp_path, log=EpochLog(tmp_path / config.run_id, again.append))  # already done: same table
-    assert again[:3] == printed[:3] and again[3].startswith("completed")
+    finished = load_run(tmp_path / config.run_id).result["finished_at"]
+    assert again[0] == f"loaded, not trained again: this run completed at {finished}; the table is its metrics.jsonl"
+    assert again[1:4] == printed[:3] and again[4].startswith("completed") and len(again) == 5
+    (tmp_path / config.run_id / "metrics.jsonl").unlink()
+    lost = []
+    run(config, tmp_path, log=EpochLog(tmp_path / config.run_id, lost.append))
+    assert lost[0] == (f"{config.run_id}: metrics.jsonl is missing; rewritten from result.json's copy of the history "
+                       f"(2 epochs)")
+    assert lost[1:] == again
+
+
+def test_config_view_shows_the_rate_the_recipe_resolves(run_dir):
+    """The title says "fggp (rate 0.5)"; the table used to say rate=None."""
+    config = load_run(run_dir).config
+    assert config["rate"] is None
+    text = config_view(config).loc["pruning", "settings"]
+    assert "rate=0.5 (the recipe's)" in text and "grad_window=1 (the recipe's)" in text
+    assert "rate=none (not read by gmp)" in config_view({**config, "recipe": "gmp"}).loc["pruning", "settings"]
+    assert "rate=0.3," in config_view({**config, "rate": 0.3}).loc["pruning", "settings"]
+
+
+def test_check_parameters_refuses_a_name_the_notebook_does_not_have():
+    import math
+
+    from fggp.viz.runs import NOTEBOOK_NAMES, NOTEBOOK_PARAMETERS, check_parameters, notebook_config
+
+    params = {name: None for name in NOTEBOOK_PARAMETERS}
+    namespace = {**params, "In": [""], "Out": {}, "get_ipython": print, "exit": None, "quit": None, "_i1": "x",
+                 "math": math, "Path": Path, "run": run}
+    check_parameters(dict(namespace), NOTEBOOK_PARAMETERS, NOTEBOOK_NAMES)
+    with pytest.raises(ValueError, match=r"^epoch: not a parameter of this notebook \(did you mean epochs\?\); its "
+                                         r"parameters are arch, batch_size, "):
+        check_parameters({**namespace, "epoch": 1}, NOTEBOOK_PARAMETERS, NOTEBOOK_NAMES)
+    with pytest.raises(ValueError, match=r"^sparsity: not a parameter"):  # a fresh kernel: 02's own later names too
+        check_parameters({**namespace, "sparsity": 0.9}, NOTEBOOK_PARAMETERS, NOTEBOOK_NAMES)
+    rerun = {**namespace}
+    check_parameters(rerun, NOTEBOOK_PARAMETERS, NOTEBOOK_NAMES)
+    rerun.update(config=1, result={}, sparsity=object())  # a second Run All in the same kernel
+    check_parameters(rerun, NOTEBOOK_PARAMETERS, NOTEBOOK_NAMES)
+    with pytest.raises(ValueError, match=r"^extra_config: 3 must be a mapping"):
+        notebook_config(3, arch="tiny")
+    with pytest.raises(ValueError, match=r"^extra_config: 'epochs' is also a parameter of this notebook"):
+        notebook_config({"epochs": 3}, arch="tiny", epochs=2, prune_end_epoch=1)
+    assert notebook_config({"bn_recalibrate": 2}, arch="tiny", epochs=2, prune_end_epoch=1).bn_recalibrate == 2

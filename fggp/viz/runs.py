@@ -8,8 +8,10 @@ nothing is shown by side effect, and a loop over many runs leaks no open figures
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +25,57 @@ from ..train.checkpoint import atomic_write
 
 TRAIN_COLOR, TEST_COLOR = "tab:blue", "tab:orange"
 BEST_LABEL = "best test acc (max over epochs, optimistic)"
+# Notebook 02's parameters (its tagged cell, in order: the RunConfig fields fggp.executors passes by name, then
+# out_dir and extra_config; tests hold them equal) and the names its own cells assign.
+NOTEBOOK_PARAMETERS = ("arch", "dataset", "recipe", "target_sparsity", "initial_sparsity", "rate", "epochs",
+                       "batch_size", "lr", "prune_start_epoch", "prune_end_epoch", "prune_every", "seed", "device",
+                       "data_dir", "deterministic", "out_dir", "extra_config")
+NOTEBOOK_NAMES = ("config", "run_dir", "result", "curves", "sparsity", "density", "saved")
+IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
+_CHECKED = "_fggp_parameters_checked"
+
+
+def check_parameters(namespace: dict, expected, defined_later=()) -> None:
+    """Refuse any name in a notebook's namespace that is not one of its ``expected`` parameters, in one line
+    naming it: papermill injects ``-p epoch 1`` (for ``epochs``) as a new variable and only warns, so the
+    run would go on with every default. Call it in the notebook's first cell after the parameters.
+
+    Names starting with "_", modules, functions, classes and IPython's own (In, Out, get_ipython, exit,
+    quit, open) pass. ``defined_later``, the names the notebook's own cells assign, pass only once this
+    check has passed in the kernel (a second Run All finds them there); in a fresh kernel, as papermill
+    starts, they are typos like any other (``-p sparsity 0.9`` in notebook 02).
+    """
+    expected = set(expected)
+    allowed = expected | IPYTHON_NAMES | (set(defined_later) if namespace.get(_CHECKED) else set())
+    unknown = sorted(name for name, value in namespace.items()
+                     if name not in allowed and not name.startswith("_") and not callable(value)
+                     and not isinstance(value, types.ModuleType))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(expected), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ValueError(f"{unknown[0]}: not a parameter of this notebook{hint}; its parameters are "
+                         f"{', '.join(sorted(expected))}")
+    namespace[_CHECKED] = True
+
+
+def check_notebook(namespace: dict) -> None:
+    """Notebook 02's parameter names (``check_parameters`` with its own lists), in its first cell after them."""
+    check_parameters(namespace, NOTEBOOK_PARAMETERS, defined_later=NOTEBOOK_NAMES)
+
+
+def notebook_config(extra_config, **parameters):
+    """Notebook 02's RunConfig from its named parameters and ``extra_config`` (any other field), checked as
+    ``fggp run`` checks it, before any data loads. A field in both is refused: the named one used to win
+    without a word. ``progress`` is off (a notebook prints its own table)."""
+    from ..train import RunConfig
+
+    if not isinstance(extra_config, dict):
+        raise ValueError(f"extra_config: {extra_config!r} must be a mapping of other RunConfig fields, "
+                         f"e.g. {{'bn_recalibrate': 10}}")
+    both = sorted(set(extra_config) & set(parameters))
+    if both:
+        raise ValueError(f"extra_config: {both[0]!r} is also a parameter of this notebook; set {both[0]} itself")
+    return RunConfig.from_dict({**extra_config, **parameters, "progress": False})
 
 
 @dataclass
@@ -234,12 +287,28 @@ def config_view(config) -> pd.DataFrame:
         present = [n for n in names if n in d]
         shown.update(present)
         if present:
-            rows[group] = ", ".join(f"{n}={_short(d[n])}" for n in present)
+            rows[group] = ", ".join(f"{n}={_knob(d, n)}" for n in present)
     other = [n for n in d if n not in shown and n not in ("data_dir", "download", "progress", "channels_last")
              and not (n == "extra" and not d[n])]
     if other:
         rows["other"] = ", ".join(f"{n}={_short(d[n])}" for n in other)
     return pd.DataFrame({"settings": list(rows.values())}, index=pd.Index(list(rows), name="group"))
+
+
+def _knob(d: dict, name: str) -> str:
+    """A field's value; ``rate``/``grad_window`` left at None show the value the recipe resolves them to
+    (as the run's title does), or that the recipe does not read them."""
+    if name not in ("rate", "grad_window") or d.get(name) is not None:
+        return _short(d[name])
+    try:
+        from ..train.config import knob_applies
+
+        recipe = get_recipe(d.get("recipe"))
+        if not knob_applies(d.get("recipe"), name):
+            return f"none (not read by {d.get('recipe')})"
+    except ValueError:  # a recipe registered in another session
+        return "none (the recipe's own)"
+    return f"{_short(getattr(recipe, name))} (the recipe's)"
 
 
 def _short(v) -> str:
@@ -283,8 +352,9 @@ class EpochLog:
     ``run`` writes ``metrics.jsonl`` before it logs an epoch, and ``result.json`` before its last line,
     so this reads the numbers from those files: the epoch lines (``epoch ...``) become table rows and
     the run's closing line (``<run_id>: ...``) a summary. Every other message (resuming, waiting for a
-    lock) passes through unchanged. Epochs a resumed or already completed run did before are printed
-    too, so the table always covers the whole run.
+    lock, a lost file rewritten) passes through unchanged. Epochs a resumed or already completed run did
+    before are printed too, so the table always covers the whole run; for a run that had completed it
+    first says that it was loaded, not trained again (the same table would otherwise pass for a new run).
     """
 
     def __init__(self, run_dir, print_fn=print):
@@ -293,21 +363,30 @@ class EpochLog:
         self.printed = 0
 
     def __call__(self, message: str) -> None:
-        mine = message.startswith("epoch ") or message.startswith(f"{self.run_dir.name}: ")
-        if not mine:
+        prefix = f"{self.run_dir.name}: "
+        said = message[len(prefix):] if message.startswith(prefix) else None
+        closing = said is not None and said.split(" ")[0].rstrip(",;") in ("completed", "diverged", "failed")
+        if said is not None and not closing and not said.startswith("already completed"):
+            self.print(message)  # the run repairing its files, or refusing: said as it is, nothing else
+            return
+        if not message.startswith("epoch ") and said is None or said is not None and said.startswith("diverged before"):
             self.print(message)
         rec = load_run(self.run_dir) if (self.run_dir / "config.json").is_file() else None
         if rec is None:
-            if mine:
+            if said is not None or message.startswith("epoch "):
                 self.print(message)
             return
+        if said is not None and said.startswith("already completed"):
+            when = (rec.result or {}).get("finished_at")
+            self.print(f"loaded, not trained again: this run completed{' at ' + when if when else ''}; "
+                       f"the table is its metrics.jsonl")
         if len(rec.metrics) > self.printed:
             if not self.printed:
                 self.print(epoch_header(rec.metrics[0]))
             for row in rec.metrics[self.printed:]:
                 self.print(epoch_line(row, rec.config["epochs"]))
             self.printed = len(rec.metrics)
-        if message.startswith(f"{self.run_dir.name}: ") and rec.result is not None:
+        if said is not None and rec.result is not None:
             self.print(summary_line(rec.result))
 
 
@@ -368,6 +447,6 @@ def save_figures(run_dir, figures: dict[str, Figure], dpi: int = 120) -> dict[st
 
 
 __all__ = ["RunRecord", "load_run", "run_title", "config_view", "EpochLog", "epoch_header", "epoch_line",
-           "summary_line",
+           "summary_line", "check_parameters", "check_notebook", "notebook_config", "NOTEBOOK_PARAMETERS", "NOTEBOOK_NAMES",
            "plot_training_curves", "plot_sparsity", "plot_layer_density", "result_table",
            "save_figures", "scheduled_curve", "BEST_LABEL"]

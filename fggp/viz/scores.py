@@ -42,12 +42,13 @@ def _log_floor(mag: np.ndarray) -> float:
 
 
 def _points(scores: LayerScores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(|w|, |g|) with zeros lifted to the log floor, and the flat indices drawn (all, or a subsample)."""
+    """(|w|, |g|) with zeros lifted to the log floor, and the flat indices drawn: the active weights (all,
+    or a subsample). Weights a checkpoint's run pruned are not drawn: no order can choose them."""
     w, g = scores.w_mag.numpy(), scores.g_mag.numpy()
     w, g = np.maximum(w, _log_floor(w)), np.maximum(g, _log_floor(g))
-    idx = np.arange(w.size)
-    if w.size > MAX_POINTS:
-        idx = np.sort(np.random.default_rng(0).choice(w.size, MAX_POINTS, replace=False))
+    idx = np.flatnonzero(scores.active.numpy())
+    if idx.size > MAX_POINTS:
+        idx = np.sort(np.random.default_rng(0).choice(idx, MAX_POINTS, replace=False))
     return w, g, idx
 
 
@@ -71,14 +72,36 @@ def _scatter(ax, pruned: torch.Tensor, points) -> None:
 
 
 def _subsample_note(scores: LayerScores) -> str:
-    return f" (drawing {MAX_POINTS} of {scores.n} weights)" if scores.n > MAX_POINTS else ""
+    return f" (drawing {MAX_POINTS} of {scores.n_active} weights)" if scores.n_active > MAX_POINTS else ""
+
+
+def _pruned_before(scores: LayerScores) -> str:
+    """The line that says a checkpoint's run pruned some of the layer already (empty for a dense layer)."""
+    gone = scores.n - scores.n_active
+    return f"{gone} of {scores.n} pruned before (checkpoint masks), not drawn" if gone else ""
+
+
+def _channel_boundaries(ax, shape) -> None:
+    """Thin lines between the kernel tiles of output channels (rows) and input channels (columns) of a conv
+    weight, so a channel's band can be found; left out beyond 64 channels, where they would hide the image."""
+    if len(shape) != 4:
+        return
+    out, inp, kh, kw = shape
+    style = dict(color="white", lw=0.4, alpha=0.6)
+    if out <= 64 and kh > 1:
+        for o in range(1, out):
+            ax.axhline(o * kh - 0.5, **style)
+    if inp <= 64 and kw > 1:
+        for c in range(1, inp):
+            ax.axvline(c * kw - 0.5, **style)
 
 
 def plot_heatmaps(scores: LayerScores) -> Figure:
     """|w| and |g| side by side in ``kernel_matrix`` layout, colour on a log scale.
 
     Magnitudes span orders of magnitude, so a linear colour scale would show a few bright pixels on
-    black. The scale starts at the 1% quantile of the nonzero values; exact zeros are black.
+    black. The scale starts at the 1% quantile of the nonzero values; exact zeros (pruned weights) are
+    black. White lines separate the channels' tiles: rows of tiles are output channels, columns inputs.
     """
     fig = Figure(figsize=(11, 4.8), layout="constrained")
     axes = fig.subplots(1, 2)
@@ -89,6 +112,7 @@ def plot_heatmaps(scores: LayerScores) -> Figure:
         vmin = float(np.quantile(positive, 0.01)) if positive.size else 1e-12
         vmax = max(float(image.max()), vmin * 10)
         shown = ax.imshow(image, cmap=cmap, norm=LogNorm(vmin, vmax), aspect="auto", interpolation="nearest")
+        _channel_boundaries(ax, tuple(tensor.shape))
         fig.colorbar(shown, ax=ax, label=f"{title} (log scale)")
         ax.set_title(f"{title} of {scores.name} {list(scores.weight.shape)}")
         conv = tensor.dim() == 4
@@ -121,14 +145,21 @@ def plot_histograms(scores: LayerScores) -> Figure:
     return fig
 
 
-def pool_note(n: int, k: int, rate: float) -> str:
-    """FGGP's pool m = min(n, ceil(k / rate)) in words, saying so when it is the whole layer.
+def pool_note(n: int, k: int, rate: float, whole: bool = True) -> str:
+    """FGGP's pool m = min(n, ceil(k / rate)) of the n active weights in words, saying so when it is all of
+    them (the whole layer, unless ``whole`` is False: a checkpoint's run pruned some already).
 
     Then the first step (the pool) selects nothing and the two-step orders equal their second key alone:
     gradient_first is magnitude, magnitude_first is gradient.
     """
     m = pool_size(k, n, rate)
-    return f"pool = whole layer ({n})" if m >= n else f"pool = {m} of {n} ({100 * m / n:.0f}%)"
+    if m >= n:
+        return f"pool = whole layer ({n})" if whole else f"pool = all {n} active weights"
+    return f"pool = {m} of {n} ({100 * m / n:.0f}%)"
+
+
+def _pool(scores: LayerScores, k: int, rate: float) -> str:
+    return pool_note(scores.n_active, k, rate, whole=scores.n_active == scores.n)
 
 
 def plot_scatter(scores: LayerScores, sets: dict[str, torch.Tensor], rate: float | None = None) -> Figure:
@@ -155,36 +186,42 @@ def plot_scatter(scores: LayerScores, sets: dict[str, torch.Tensor], rate: float
         k = int(pruned.sum())
         title = f"{name}: k = {k}"
         if rate is not None and is_two_step(name.split("(")[0]):
-            title += f"\n{pool_note(scores.n, k, rate)}"
+            title += f"\n{_pool(scores, k, rate)}"
         ax.set_title(title, fontsize="medium")
     key = grid[len(sets)]
     key.axis("off")
     key.legend(*grid[0].get_legend_handles_labels(), loc="upper left", markerscale=4, frameon=False)
-    lines = [f"layer {scores.name}", f"n = {scores.n} weights", f"k = {k} pruned ({100 * k / scores.n:.0f}%)"]
+    n = scores.n_active
+    lines = [f"layer {scores.name}", f"n = {n} weights" + (" active" if n < scores.n else "")]
+    lines += [line for line in [_pruned_before(scores)] if line]
+    lines += [f"k = {k} pruned ({100 * k / max(n, 1):.0f}%)"]
     if rate is not None:
-        lines += [f"rate = {rate:g}: pool m = min(n, ceil(k / rate))", pool_note(scores.n, k, rate)]
-        if pool_size(k, scores.n, rate) >= scores.n:
+        lines += [f"rate = {rate:g}: pool m = min(n, ceil(k / rate))", _pool(scores, k, rate)]
+        if pool_size(k, n, rate) >= n:
             lines += ["so here gradient_first = magnitude", "and magnitude_first = gradient"]
     key.text(0, 0.62, "\n".join(lines), transform=key.transAxes, va="top", fontsize="medium")
     key.set_label("key")
-    setting = f" at sparsity {k / scores.n:.2f}" + (f", rate {rate:g}" if rate is not None else "")
+    setting = f" at sparsity {k / max(scores.n_active, 1):.2f}" + (f", rate {rate:g}" if rate is not None else "")
     fig.suptitle(f"{scores.name}{setting}: which weights each order prunes{_subsample_note(scores)}")
     return fig
 
 
-AGREEMENT = ("kept by both", "magnitude only", "gradient_first only", "pruned by both")
-AGREEMENT_COLOURS = ListedColormap(["0.92", "tab:blue", "tab:orange", "tab:red"])
+AGREEMENT = ("kept by both", "magnitude only", "gradient_first only", "pruned by both", "pruned before")
+AGREEMENT_COLOURS = ListedColormap(["0.92", "tab:blue", "tab:orange", "tab:red", "0.25"])
 
 
 def plot_rate_grid(scores: LayerScores, sparsity: float, rates: Sequence[float]) -> Figure:
-    """gradient_first at each rate (rows): what it prunes, and where it differs from magnitude.
+    """gradient_first at each rate (rows, from the highest rate down): what it prunes, and where it differs
+    from magnitude.
 
     Left: the scatter with FGGP's pruned weights in red, the pool edge (largest |g| in the pool of
     ceil(k / rate) smallest-|g| weights) as a dashed line and magnitude's cut (largest |w| it prunes)
-    as a dotted one. Right: the layer in ``kernel_matrix`` layout coloured by who prunes each weight.
-    The title gives the Jaccard index with pure magnitude pruning: it rises to 1 as the rate falls.
+    as a dotted one. Right: the layer in ``kernel_matrix`` layout coloured by who prunes each weight
+    (dark grey: pruned before, by a checkpoint's run). Rows run from the highest rate to the lowest, so
+    down the page the rate falls, the pool grows, and the Jaccard index with pure magnitude pruning
+    (in each title) rises towards 1.
     """
-    rates = list(rates)
+    rates = sorted(set(rates), reverse=True)
     if not rates:
         raise ValueError("rates: is empty; give at least one rate in (0, 1]")
     k = prune_count(scores, sparsity)
@@ -200,17 +237,18 @@ def plot_rate_grid(scores: LayerScores, sparsity: float, rates: Sequence[float])
             left.axhline(float(points[1][pool.numpy()].max()), color="k", ls="--", lw=1, label="pool edge")
             left.axvline(float(points[0][magnitude.numpy()].max()), color="tab:blue", ls=":", lw=1.5,
                          label="magnitude cut")
-        left.set_title(f"{label('gradient_first', rate)}: k = {k}, {pool_note(scores.n, k, rate)}, "
+        left.set_title(f"{label('gradient_first', rate)}: k = {k}, {_pool(scores, k, rate)}, "
                        f"Jaccard with magnitude = {jaccard(fggp, magnitude):.2f}", fontsize="medium")
-        who = (magnitude.long() + 2 * fggp.long()).reshape(scores.weight.shape)
-        right.imshow(kernel_matrix(who).numpy(), cmap=AGREEMENT_COLOURS, vmin=-0.5, vmax=3.5, aspect="auto",
+        who = (magnitude.long() + 2 * fggp.long()).masked_fill(~scores.active, 4).reshape(scores.weight.shape)
+        right.imshow(kernel_matrix(who).numpy(), cmap=AGREEMENT_COLOURS, vmin=-0.5, vmax=4.5, aspect="auto",
                      interpolation="nearest")
         right.set_title("who prunes each weight (kernel layout)", fontsize="medium")
         right.set_xticks([])
         right.set_yticks([])
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    handles += [Patch(color=AGREEMENT_COLOURS(i)) for i in range(len(AGREEMENT))]
-    fig.legend(handles, labels + list(AGREEMENT), loc="outside lower center", ncols=4, markerscale=3)
+    shown = len(AGREEMENT) if scores.n_active < scores.n else len(AGREEMENT) - 1
+    handles += [Patch(color=AGREEMENT_COLOURS(i)) for i in range(shown)]
+    fig.legend(handles, labels + list(AGREEMENT[:shown]), loc="outside lower center", ncols=4, markerscale=3)
     fig.suptitle(f"{scores.name}: gradient_first against magnitude at sparsity {sparsity:g}{_subsample_note(scores)}")
     return fig
 
@@ -272,9 +310,14 @@ class Explorer:
         self.figure.savefig(buffer, format="png", dpi=100)
         return Image(data=buffer.getvalue(), format="png"), self.table
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
+    CAPTION = ("Sliders (they need a running kernel: in a copy opened without one, JupyterLab shows "
+               "\"Error displaying widget: model not found\" in their place). Below them: the drawing of the "
+               "values last chosen, kept in any saved copy.")
 
+    def _ipython_display_(self) -> None:
+        from IPython.display import Markdown, display
+
+        display(Markdown(self.CAPTION))  # a saved copy reads cleanly: the error, if shown, is explained first
         display(self.controls)
         self.handles = [display(obj, display_id=True) for obj in self._shown()]
 
