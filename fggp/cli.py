@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 import typing
 
@@ -27,9 +28,12 @@ def _run(args) -> int:
 
 
 def _sweep(args) -> int:
-    from .sweep import count_states, status, summarize, sweep
+    from .sweep import check_options, count_states, status, summarize, sweep
 
-    if args.dry_run:
+    if args.dry_run:  # the options too: a dry run is how a command line is tried before a long sweep
+        check_options(jobs=args.jobs, executor=args.executor, partition=args.partition,
+                      gpus_per_run=args.gpus_per_run, timeout_min=args.timeout_min,
+                      array_parallelism=args.array_parallelism)
         table = status(args.grid, args.out)
         print(table.to_string(index=False))
         print(count_states(table), flush=True)
@@ -96,8 +100,24 @@ def _fields_help() -> str:
     return "\n".join(lines)
 
 
+class _UsageError(Exception):
+    """A command line argparse cannot parse, as one line naming the option."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but its errors are one line that names the option (``jobs: invalid int value: 'x'``), like
+    every other error of the command, instead of a usage block."""
+
+    def error(self, message):
+        found = re.match(r"argument (-{0,2}[\w-]+)(?:/\S+)?: (.*)", message)
+        if found:
+            name = found.group(1).lstrip("-").replace("-", "_")
+            message = found.group(2) if found.group(2).startswith(f"{name}:") else f"{name}: {found.group(2)}"
+        raise _UsageError(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fggp", description="Gradual pruning research kit.")
+    parser = _Parser(prog="fggp", description="Gradual pruning research kit.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="train one run (arch x recipe x sparsity x seed), resuming if it exists",
                        description="Fields of fggp.train.RunConfig as key=value, e.g. arch=resnet20 recipe=gmp.",
@@ -108,16 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_run)
     p = sub.add_parser("sweep", help="run every point of a grid through the run notebook, then report")
     p.add_argument("grid", help="grid YAML (see configs/quick.yaml)")
-    p.add_argument("--jobs", type=int, default=1, help="runs at a time (one GPU each when several exist)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time, >= 1 (one GPU each when several exist)")
     p.add_argument("--out", default="outputs", help="runs land in OUT/runs, the report in OUT/report")
     p.add_argument("--executor", default="local", help="local (default), submitit-local or slurm")
     p.add_argument("--partition", default=None, help="SLURM partition")
-    p.add_argument("--gpus-per-run", type=int, default=1, help="GPUs per SLURM job")
-    p.add_argument("--timeout-min", type=float, default=24 * 60, help="time limit per job; it is requeued after")
-    p.add_argument("--array-parallelism", type=int, default=None, help="SLURM jobs at a time (default: --jobs)")
+    p.add_argument("--gpus-per-run", type=int, default=1, help="GPUs per SLURM job (>= 0)")
+    p.add_argument("--timeout-min", type=float, default=24 * 60,
+                   help="time limit per job in minutes (> 0); it is requeued after")
+    p.add_argument("--array-parallelism", type=int, default=None, help="SLURM jobs at a time, >= 1 (default: --jobs)")
     p.add_argument("--dry-run", action="store_true",
-                   help="list every point with its state (completed, failed, diverged, running, interrupted, "
-                        "pending, not applicable) and run nothing")
+                   help="list every point with its state (completed, outputs missing, damaged, failed, diverged, "
+                        "running, interrupted, pending, not applicable) and run nothing")
     p.add_argument("--retry-diverged", action="store_true", help="train the points that diverged before again")
     p.add_argument("--no-report", action="store_true",
                    help="skip notebook 03 at the end (a grid run in parts; run `fggp report OUT/runs` later)")
@@ -135,7 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as err:
+        print(f"fggp: error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 2
     try:
         return args.func(args)
     except (ValueError, DatasetUnavailableError, DatasetChecksumError) as err:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import json
+import math
 import os
 import signal
 import subprocess
@@ -24,18 +25,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import faults
 from .train import RunConfig
-from .train.checkpoint import atomic_write, read_result, write_json
+from .train.checkpoint import atomic_write, metrics_problem, read_result, result_problem, write_json
 
 EXECUTORS = ("local", "submitit-local", "slurm")
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 RUN_NOTEBOOK = NOTEBOOKS / "02_cifar10_run.ipynb"
 KERNEL = "python3"
-# The kernel's own log, quiet: its per-start "running over TCP without encryption" warning and the
-# "KeyboardInterrupt caught" line at every shutdown are noise in a batch log. A failing cell's error travels
-# as a cell output and a dead kernel as nbclient's error, not through this log, so both are still recorded.
+# The kernel's own log, quiet: the "KeyboardInterrupt caught" line at every shutdown is noise in a batch log.
+# A failing cell's error travels as a cell output and a dead kernel as nbclient's error, not through this log,
+# so both are still recorded. The "running over TCP without encryption" warning is not hidden but removed at
+# its cause: the kernel manager gives the kernel CurveZMQ keys (kernel_config), as docs/sweeps.md explains.
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 ERROR_FILE = "error.txt"
+# What notebook 02 saves beside the run files (fggp.viz.runs.save_figures): with the executed notebook,
+# config.json and metrics.jsonl, a completed point has all of them, or it is not done.
+RUN_FIGURES = ("training_curves.png", "sparsity.png", "layer_density.png")
 # RunConfig fields that notebook 02 takes as named parameters; the rest travel in ``extra_config``.
 NOTEBOOK_PARAMETERS = ("arch", "dataset", "recipe", "target_sparsity", "initial_sparsity", "rate", "epochs",
                        "batch_size", "lr", "prune_start_epoch", "prune_end_epoch", "prune_every", "seed", "device",
@@ -94,11 +100,13 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict, cwd: Path) 
     import papermill
 
     _papermill_without_chdir()
-    partial = output.parent / f".{output.stem}.partial{output.suffix}"
+    partial = partial_path(output)
     try:
         papermill.execute_notebook(str(notebook), str(partial), parameters=parameters, kernel_name=KERNEL,
                                    progress_bar=False, extra_arguments=list(KERNEL_ARGUMENTS),
-                                   resources={"metadata": {"path": str(Path(cwd).resolve())}})
+                                   resources={"metadata": {"path": str(Path(cwd).resolve())}},
+                                   config=kernel_config())
+        faults.reach("notebook_executed")  # the notebook ran (its run and figures are saved), not yet renamed
     finally:
         try:
             executed = nbformat.read(str(partial), as_version=4)
@@ -109,6 +117,24 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict, cwd: Path) 
                 atomic_write(output, lambda f: f.write(nbformat.writes(executed).encode()))
         finally:
             partial.unlink(missing_ok=True)
+
+
+def partial_path(output: Path) -> Path:
+    """Where papermill saves ``output`` while it executes (hidden; renamed to ``output`` when whole)."""
+    return output.parent / f".{output.stem}.partial{output.suffix}"
+
+
+def kernel_config():
+    """The kernel manager's settings: CurveZMQ transport encryption where pyzmq has it and the kernel spec
+    declares it (ipykernel >= 7 does). Without keys the kernel talks plain TCP and warns about it at every
+    start; jupyter_client >= 8.10 provisions them, but only when asked (``transport_encryption``)."""
+    import zmq
+    from jupyter_client.manager import KernelManager
+    from traitlets.config import Config
+
+    if zmq.has("curve") and "transport_encryption" in KernelManager.class_trait_names():
+        return Config({"KernelManager": {"transport_encryption": "auto"}})
+    return Config()
 
 
 def notebook_parameters(config: RunConfig, out_dir: Path) -> dict:
@@ -124,9 +150,35 @@ def _status(run_dir: Path) -> str | None:
     return (read_result(run_dir) or {}).get("status")
 
 
-def _done(run_dir: Path) -> bool:
-    """Completed, with no failure recorded after it (e.g. a full disk while the figures were saved)."""
-    return _status(run_dir) == "completed" and not (run_dir / ERROR_FILE).exists()
+def completion(run_dir: Path, notebook: Path = RUN_NOTEBOOK) -> tuple[str | None, str]:
+    """A point's status from its files, and why, in words: ``completed`` only when result.json says so and
+    matches its digest, and config.json, metrics.jsonl (matching result.json), the executed notebook and its
+    figures are all there; ``outputs_missing`` when the run completed but any of those is missing or edited
+    (a kill between result.json and the notebook, a deleted file): re-executing the notebook makes them
+    without training again; ``damaged`` when result.json does not match its digest. A result made before
+    digests is read unchecked: ``completed`` with the reason "unverified". Other states are result.json's own.
+    """
+    run_dir = Path(run_dir)
+    result = read_result(run_dir)
+    status = (result or {}).get("status")
+    if status != "completed":
+        return status, ""
+    problem = result_problem(result)
+    if problem:
+        return "damaged", problem
+    reasons = [p for p in [metrics_problem(run_dir, result)] if p]
+    missing = [name for name in ("config.json", notebook.name, *RUN_FIGURES) if not (run_dir / name).is_file()]
+    if missing:
+        reasons.append("missing " + ", ".join(missing))
+    if reasons:
+        return "outputs_missing", "; ".join(reasons)
+    return "completed", "" if "digest" in result else "unverified (made before result digests: not checked)"
+
+
+def _done(run_dir: Path, notebook: Path = RUN_NOTEBOOK) -> bool:
+    """Completed with all its outputs, and no failure recorded after it (e.g. a full disk while the figures
+    were saved)."""
+    return completion(run_dir, notebook)[0] == "completed" and not (run_dir / ERROR_FILE).exists()
 
 
 def _one_line(err: BaseException) -> str:
@@ -157,7 +209,7 @@ def execute_point(config: RunConfig, runs_dir: Path, notebook: Path = RUN_NOTEBO
     runs_dir = Path(runs_dir).resolve()
     run_dir = runs_dir / config.run_id
     try:
-        if _done(run_dir):
+        if _done(run_dir, notebook):
             return Outcome(config.run_id, "skipped")
         if _status(run_dir) == "diverged" and not retry_diverged:
             return Outcome(config.run_id, "diverged", "diverged before; --retry-diverged trains it again")
@@ -170,12 +222,21 @@ def execute_point(config: RunConfig, runs_dir: Path, notebook: Path = RUN_NOTEBO
 
 
 def _execute_locked(config, runs_dir, run_dir, notebook, device, retry_diverged, log) -> Outcome:
-    if _done(run_dir):
+    state, reason = completion(run_dir, notebook)
+    if state == "completed" and not (run_dir / ERROR_FILE).exists():
+        partial_path(run_dir / notebook.name).unlink(missing_ok=True)  # a kill after the rename left it
         return Outcome(config.run_id, "skipped")
-    if _status(run_dir) == "diverged":
+    if state == "diverged":
         if not retry_diverged:
             return Outcome(config.run_id, "diverged", "diverged before; --retry-diverged trains it again")
         (run_dir / "result.json").unlink()
+    if state == "outputs_missing":
+        log(f"{config.run_id}: completed before; executing its notebook again, without training, for what is "
+            f"missing ({reason})")
+    # Whatever an earlier execution left is about to be made again; with the lock held, a partial notebook
+    # is a killed process's. Removing them first means a notebook in place is always this execution's.
+    for name in (notebook.name, partial_path(run_dir / notebook.name).name, *RUN_FIGURES):
+        (run_dir / name).unlink(missing_ok=True)
     params = notebook_parameters(config, runs_dir)
     if device is not None:
         params["device"] = device
@@ -185,8 +246,13 @@ def _execute_locked(config, runs_dir, run_dir, notebook, device, retry_diverged,
         error = _one_line(err)
         _record_failure(run_dir, config, error, traceback.format_exc(), log)
         return Outcome(config.run_id, "failed", error)
+    state, reason = completion(run_dir, notebook)
+    if state in ("outputs_missing", "damaged"):  # the notebook ran, yet the point is not whole: say so, not "done"
+        error = f"RuntimeError: the notebook finished but the point is not whole ({reason})"
+        _record_failure(run_dir, config, error, error, log)
+        return Outcome(config.run_id, "failed", error)
     (run_dir / ERROR_FILE).unlink(missing_ok=True)  # an old failure, now stale
-    return Outcome(config.run_id, _status(run_dir) or "failed")
+    return Outcome(config.run_id, state or "failed")
 
 
 @dataclass(frozen=True)
@@ -251,7 +317,7 @@ def make_submitit_executor(kind: str, options: ClusterOptions):
     if kind == "slurm":
         executor = submitit.AutoExecutor(folder=options.folder / "%j", cluster="slurm",
                                          slurm_max_num_timeout=options.max_requeues)
-        executor.update_parameters(timeout_min=int(options.timeout_min), gpus_per_node=options.gpus_per_run,
+        executor.update_parameters(timeout_min=math.ceil(options.timeout_min), gpus_per_node=options.gpus_per_run,
                                    slurm_partition=options.partition, slurm_signal_delay_s=options.signal_delay_s,
                                    name="fggp")
         if options.array_parallelism:

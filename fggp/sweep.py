@@ -19,15 +19,17 @@ import dataclasses
 import fcntl
 import itertools
 import json
+import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from .executors import (EXECUTORS, KERNEL, NOTEBOOKS, RUN_NOTEBOOK, ClusterOptions, Outcome, execute,
-                        execute_notebook, execute_point, notebook_parameters)
+from .executors import (ERROR_FILE, EXECUTORS, KERNEL, NOTEBOOKS, RUN_NOTEBOOK, ClusterOptions, Outcome, completion,
+                        execute, execute_notebook, execute_point, notebook_parameters)
 from .pruning import RECIPES, Infeasible
 from .train import RunConfig
 from .train.checkpoint import check_out_dir, epochs_done, read_result, write_json
@@ -35,10 +37,12 @@ from .train.config import identity_of, knob_applies, run_id_of
 
 REPORT_NOTEBOOK = NOTEBOOKS / "03_aggregate_results.ipynb"
 GRID_KEYS = ("name", "grid", "fixed")
+ANCHOR_PREFIX = "x-"  # top-level keys ignored by the sweep (as in docker compose): a place for YAML anchors
 RECIPE_KNOBS = ("rate", "grad_window")
 
 __all__ = ["Outcome", "NotApplicable", "execute_point", "notebook_parameters", "load_grid", "expand", "sweep",
-           "report", "status", "summarize", "count_states", "RUN_NOTEBOOK", "REPORT_NOTEBOOK", "KERNEL"]
+           "report", "status", "point_status", "summarize", "count_states", "check_options", "STATES", "RUN_NOTEBOOK",
+           "REPORT_NOTEBOOK", "KERNEL"]
 
 
 @dataclass
@@ -60,17 +64,34 @@ class Outcomes(list):
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """YAML where a key given twice in one mapping is an error: 'last one wins' silently changes a sweep."""
+    """YAML where a key given twice in one mapping is an error: 'last one wins' silently changes a sweep.
+
+    Merge keys (``<<: *base``) work as YAML defines them: the mapping's own keys override merged ones, so
+    only keys written twice in the mapping itself count as duplicates. Numbers such as ``1e-3`` are floats
+    (YAML 1.1 wants ``1.0e-3`` and would read a string, which the range check then refuses confusingly).
+    """
 
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=True)
             if key in seen:
                 raise ValueError(f"grid: key {key!r} is given twice (line {key_node.start_mark.line + 1}); "
                                  f"give each key once")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
 
 
 def load_grid(path: str | Path) -> dict:
@@ -86,9 +107,12 @@ def load_grid(path: str | Path) -> dict:
         raise ValueError(f"grid: {str(path)!r} is not valid YAML{at}") from None
     if not isinstance(spec, dict):
         raise ValueError(f"grid: {str(path)!r} must be a mapping with keys {', '.join(GRID_KEYS)}")
-    for key in spec:
-        if key not in GRID_KEYS:
-            raise ValueError(f"grid key: {key!r} is not one of {', '.join(GRID_KEYS)}")
+    for key in list(spec):
+        if isinstance(key, str) and key.startswith(ANCHOR_PREFIX):  # holds YAML anchors for merge keys only
+            del spec[key]
+        elif key not in GRID_KEYS:
+            raise ValueError(f"grid key: {key!r} is not one of {', '.join(GRID_KEYS)} (a key starting with "
+                             f"{ANCHOR_PREFIX} may hold YAML anchors, e.g. for <<: *base)")
     fields = [f.name for f in dataclasses.fields(RunConfig)]
     for section in ("grid", "fixed"):
         body = spec.get(section)
@@ -183,6 +207,28 @@ def _devices(jobs: int) -> list[str | None]:
     return [f"cuda:{i % n}" for i in range(jobs)] if n > 1 else [None] * jobs
 
 
+def _whole(name: str, value, low: int, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name}: {value!r} must be an integer >= {low} ({what})")
+
+
+def check_options(jobs: int = 1, executor: str = "local", partition: str | None = None, gpus_per_run: int = 1,
+                  timeout_min: float = 24 * 60, array_parallelism: int | None = None) -> None:
+    """Every option of a sweep, checked before anything is written; none is silently replaced by another
+    value (``array_parallelism=0`` used to become ``jobs``)."""
+    _whole("jobs", jobs, 1, "points at a time")
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor: {executor!r} is not one of {', '.join(EXECUTORS)}")
+    if partition is not None and (not isinstance(partition, str) or not partition.strip()):
+        raise ValueError(f"partition: {partition!r} must be a SLURM partition name; leave it out for the default")
+    _whole("gpus_per_run", gpus_per_run, 0, "GPUs per SLURM job")
+    if isinstance(timeout_min, bool) or not isinstance(timeout_min, (int, float)) or not (
+            math.isfinite(timeout_min) and timeout_min > 0):
+        raise ValueError(f"timeout_min: {timeout_min!r} must be a finite number of minutes > 0")
+    if array_parallelism is not None:
+        _whole("array_parallelism", array_parallelism, 1, "SLURM jobs at a time; leave it out for --jobs")
+
+
 def sweep(grid_path: str | Path, out: str | Path = "outputs", jobs: int = 1, log=print, executor: str = "local",
           partition: str | None = None, gpus_per_run: int = 1, timeout_min: float = 24 * 60,
           array_parallelism: int | None = None, retry_diverged: bool = False, make_report: bool = True) -> Outcomes:
@@ -192,12 +238,8 @@ def sweep(grid_path: str | Path, out: str | Path = "outputs", jobs: int = 1, log
     Everything is checked before anything is written; a point that fails is an outcome, not an
     exception, and a report that cannot be written (whole) is ``outcomes.report_error``.
     """
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs: {jobs!r} must be an integer >= 1")
-    if executor not in EXECUTORS:
-        raise ValueError(f"executor: {executor!r} is not one of {', '.join(EXECUTORS)}")
-    if not timeout_min > 0:
-        raise ValueError(f"timeout_min: {timeout_min!r} must be > 0")
+    check_options(jobs=jobs, executor=executor, partition=partition, gpus_per_run=gpus_per_run,
+                  timeout_min=timeout_min, array_parallelism=array_parallelism)
     spec = load_grid(grid_path)
     out = check_out_dir(out)  # absolute from here on: no point's notebook can move where it resolves
     points = expand(spec)
@@ -220,7 +262,8 @@ def sweep(grid_path: str | Path, out: str | Path = "outputs", jobs: int = 1, log
             + (f" ({outcome.error.splitlines()[0][:200]})" if outcome.error else ""))
 
     options = ClusterOptions(folder=out / "submitit", partition=partition, gpus_per_run=gpus_per_run,
-                             timeout_min=timeout_min, array_parallelism=array_parallelism or jobs)
+                             timeout_min=timeout_min,
+                             array_parallelism=jobs if array_parallelism is None else array_parallelism)
     outcomes = Outcomes(execute(configs, runs_dir, jobs, executor, options, log, on_done,
                                 device_for=lambda index: devices[index % jobs], retry_diverged=retry_diverged))
     outcomes += [Outcome(p.run_id, "not_applicable", p.reason) for p in points if isinstance(p, NotApplicable)]
@@ -245,6 +288,8 @@ def report(runs_dir: str | Path = "outputs/runs", report_dir: str | Path | None 
     """
     from .report import load_results
 
+    if runs_dir is None or not str(runs_dir).strip():  # Path("") is "." : a report of whatever is here
+        raise ValueError(f"runs_dir: {str(runs_dir)!r} is empty; give a sweep's runs directory, e.g. outputs/runs")
     runs_dir = Path(runs_dir).absolute()
     if not runs_dir.exists():
         raise ValueError(f"runs_dir: {str(runs_dir)!r} does not exist")
@@ -263,7 +308,8 @@ def report(runs_dir: str | Path = "outputs/runs", report_dir: str | Path | None 
     return report_dir
 
 
-STATES = ("completed", "failed", "diverged", "running", "interrupted", "pending", "not_applicable")
+STATES = ("completed", "outputs_missing", "damaged", "failed", "diverged", "running", "interrupted", "pending",
+          "not_applicable")
 
 
 def _status(run_dir: Path) -> str | None:
@@ -283,26 +329,51 @@ def _held(lock: Path) -> bool:
     return False
 
 
-def point_state(run_dir: Path) -> tuple[str, int]:
-    """Where one run stands, read from its directory alone: one of STATES, and the epochs it has done."""
+def point_status(run_dir: Path) -> tuple[str, int, str]:
+    """Where one run stands, read from its directory alone: one of STATES, the epochs it has done, and why
+    (in words, for the states that need it: what is missing or damaged; "unverified" for a result made
+    before digests). The same test the sweep applies before it skips a point."""
+    run_dir = Path(run_dir)
     epochs = epochs_done(run_dir)
-    state = _status(run_dir)
-    if state in ("completed", "diverged"):
-        return state, epochs
+    state, reason = completion(run_dir)
+    if state == "completed" or state == "diverged":
+        if state == "completed" and (run_dir / ERROR_FILE).exists():  # the run finished, its notebook did not
+            return "failed", epochs, f"the run completed, its notebook failed: {_first_line(run_dir / ERROR_FILE)}"
+        return state, epochs, reason
     if _held(run_dir / ".lock") or _held(run_dir / ".run.lock"):
-        return "running", epochs
-    if state == "failed":
-        return state, epochs
-    return ("interrupted" if epochs or (run_dir / "checkpoint.pt").exists() else "pending"), epochs
+        return "running", epochs, ""
+    if state in ("outputs_missing", "damaged", "failed"):
+        if (run_dir / ERROR_FILE).exists():
+            reason = f"{reason}; last attempt: {_first_line(run_dir / ERROR_FILE)}" if reason else \
+                _first_line(run_dir / ERROR_FILE)
+        return ("failed" if state == "failed" else state), epochs, reason
+    return ("interrupted" if epochs or (run_dir / "checkpoint.pt").exists() else "pending"), epochs, ""
+
+
+def _first_line(path: Path) -> str:
+    try:
+        return (path.read_text(errors="replace").splitlines() or [""])[0][:200]
+    except OSError:
+        return ""
+
+
+def point_state(run_dir: Path) -> tuple[str, int]:
+    """Where one run stands: one of STATES and the epochs it has done (``point_status`` adds why)."""
+    state, epochs, _ = point_status(run_dir)
+    return state, epochs
 
 
 def status(grid_path: str | Path, out: str | Path = "outputs") -> pd.DataFrame:
     """One row per grid point: the fields the grid varies, the run id, its state and epochs done. Runs nothing.
 
-    ``running`` means a live process holds the point's lock; ``interrupted`` that it has a checkpoint or
+    ``outputs_missing`` means the run completed but a file the point makes is missing or edited (the next
+    sweep makes it again without training); ``damaged`` that result.json does not match its digest;
+    ``running`` that a live process holds the point's lock; ``interrupted`` that it has a checkpoint or
     epochs but no result (a sweep run again resumes it); ``not_applicable`` that the recipe cannot reach
-    the point (the reason is in the ``reason`` column).
+    the point. The ``reason`` column (shown when any row has one) says why.
     """
+    if out is None or not str(out).strip():
+        raise ValueError(f"out: {str(out)!r} is empty; give the sweep's outputs directory, e.g. outputs")
     if Path(out).exists() and not Path(out).is_dir():
         raise ValueError(f"out: {str(out)!r} is a file; it must be a directory")
     spec = load_grid(grid_path)
@@ -313,12 +384,12 @@ def status(grid_path: str | Path, out: str | Path = "outputs") -> pd.DataFrame:
             rows.append({**{k: point.config.get(k) for k in varied}, "run_id": point.run_id, "state": "not_applicable",
                          "epochs": "-", "reason": point.reason})
             continue
-        state, done = point_state(Path(out) / "runs" / point.run_id)
+        state, done, reason = point_status(Path(out) / "runs" / point.run_id)
         rows.append({**{k: getattr(point, k) for k in varied}, "run_id": point.run_id, "state": state,
-                     "epochs": f"{done}/{point.epochs}", "reason": ""})
+                     "epochs": f"{done}/{point.epochs}", "reason": reason})
     columns = [*varied, "run_id", "state", "epochs", "reason"]
     table = pd.DataFrame(rows, columns=columns)
-    return table if (table["state"] == "not_applicable").any() else table.drop(columns="reason")
+    return table if (table["reason"] != "").any() else table.drop(columns="reason")
 
 
 def count_states(table: pd.DataFrame) -> str:

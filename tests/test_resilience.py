@@ -26,6 +26,7 @@ RUN = ["arch=tiny", "dataset=synthetic", "recipe=fggp", "target_sparsity=0.9", "
 
 def bad_input_table():
     text = (ROOT / "docs" / "bad_inputs.md").read_text()
+    text = text[text.index("## Bad input"):text.index("## Accepted as written")]
     rows = re.findall(r"^\| ([^|]+) \| `([^`]+)` \| `([^`]+)` \|$", text, flags=re.M)
     assert len(rows) >= 15
     return rows
@@ -67,7 +68,26 @@ def test_bad_input_is_rejected_in_one_line(tmp_path, capsys, monkeypatch, resili
     assert err.startswith(f"fggp: error: {prefix}"), err
     assert "\n" not in err and "Traceback" not in err
     assert not (tmp_path / "outputs").exists()  # nothing was started
+    placeholders = {"a_file", "empty", "readonly"}  # nor written anywhere else (--out "" is the current directory)
+    assert {p.name for p in tmp_path.iterdir()} - placeholders <= {f"grid{i}.yaml" for i in range(1, 9)}
+    assert not list((tmp_path / "empty").iterdir())
     resilience["bad_inputs_rejected"] += 1
+
+
+def accepted_input_table():
+    text = (ROOT / "docs" / "bad_inputs.md").read_text()
+    section = text[text.index("## Accepted as written"):text.index("## Faults")]
+    rows = re.findall(r"^\| ([^|]+) \| `([^`]+)` \| `([^`]+)` \|$", section, flags=re.M)
+    assert len(rows) >= 2
+    return rows
+
+
+@pytest.mark.parametrize("case, command, shown", accepted_input_table(), ids=lambda v: v if " " in v else None)
+def test_input_that_reads_as_written_is_accepted(tmp_path, capsys, monkeypatch, case, command, shown):
+    """What YAML allows and a sweep used to refuse: 1e-3 (a string to YAML 1.1), merge keys."""
+    monkeypatch.chdir(tmp_path)
+    assert main(expand_placeholders(command, tmp_path)) == 0, capsys.readouterr().err
+    assert shown in capsys.readouterr().out
 
 
 def test_cli_error_from_a_real_process_has_no_traceback(tmp_path):
@@ -360,8 +380,13 @@ def test_killed_sweep_reruns_only_unfinished_points(tmp_path, resilience):
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     after = completed(out)
     assert len(after) == 2
-    assert all(after[k] == v for k, v in before.items())  # kept, not run again
-    assert f"{len(before)} skipped" in again.stdout
+    assert all(after[k] == v for k, v in before.items())  # kept, not trained again
+    # The kill came once a result.json said completed: before the point's notebook was in place (then it is
+    # executed again, loading the run), or after (then the point is skipped). Either way every point is whole.
+    assert f"{len(before)} skipped" in again.stdout or \
+        "completed before; executing its notebook again, without training" in again.stdout
+    for run_id in after:
+        assert all((out / "runs" / run_id / name).is_file() for name in ("02_cifar10_run.ipynb", *FIGURES))
     assert f"report: not made (as asked); make it with: fggp report {out / 'runs'}" in again.stdout
     assert not (out / "report").exists()
     resilience["faults_survived"] += 1
@@ -377,3 +402,110 @@ def test_two_sweeps_at_once_never_run_a_point_twice(tmp_path):
     ran = [re.findall(r"\] (\S+): completed", log) for log in logs]
     assert len(completed(out)) == 2
     assert sorted(ran[0] + ran[1]) == sorted(completed(out))  # each point executed by exactly one sweep
+
+
+POINT = "grid: {seed: [18]}\nfixed: {" + ", ".join(f"{k}: {v}" for k, v in (pair.split("=") for pair in RUN)
+                                                   if k not in ("seed", "progress")) + "}\n"
+FIGURES = ("training_curves.png", "sparsity.png", "layer_density.png")
+
+
+def sweep_over_the_reference(tmp_path: Path, reference_dir: Path) -> tuple[Path, Path, Path]:
+    """A one-point grid whose point is the reference run (RUN), already completed by `fggp run`: a sweep over it
+    only executes notebook 02, which loads the run and draws it (no training)."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(POINT)
+    (ref_dir,) = list(reference_dir.iterdir())
+    out = tmp_path / "out"
+    run_dir = out / "runs" / ref_dir.name
+    shutil.copytree(ref_dir, run_dir)
+    return grid, out, run_dir
+
+
+def test_sweep_killed_between_result_and_notebook_makes_the_notebook_next_time(tmp_path, capsys, reference_dir,
+                                                                                 resilience):
+    """SIGKILL after a point's notebook ran (result.json completed, figures saved) but before the executed
+    notebook is renamed into place: the point is not completed (a hidden partial notebook was all there was);
+    the dry run says what is missing, and the next sweep executes the notebook again, without training."""
+    resilience["faults_injected"] += 1
+    grid, out, run_dir = sweep_over_the_reference(tmp_path, reference_dir)
+    result = (run_dir / "result.json").read_bytes()
+    env = {**os.environ, "FGGP_FAULT": "notebook_executed:1", "OMP_NUM_THREADS": "1"}
+    killed = subprocess.run([sys.executable, "-m", "fggp.cli", "sweep", str(grid), "--out", str(out), "--no-report"],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-2000:]
+    assert (run_dir / ".02_cifar10_run.partial.ipynb").exists() and not (run_dir / "02_cifar10_run.ipynb").exists()
+    assert all((run_dir / name).exists() for name in FIGURES)
+    assert main(["sweep", str(grid), "--out", str(out), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(rf"{run_dir.name}\s+outputs_missing\s+3/3\s+missing 02_cifar10_run.ipynb$", printed, re.M), printed
+    assert printed.rstrip().endswith("sweep: 1 runs: 1 outputs missing")
+    assert main(["sweep", str(grid), "--out", str(out), "--no-report"]) == 0
+    log = capsys.readouterr().out
+    assert "completed before; executing its notebook again, without training, for what is missing (missing " \
+           "02_cifar10_run.ipynb)" in log and "sweep: 1 completed" in log
+    executed = (run_dir / "02_cifar10_run.ipynb").read_text()
+    assert "loaded, not trained again" in executed and "epoch 1/3" not in executed.split("loaded, not trained")[0]
+    assert (run_dir / "result.json").read_bytes() == result  # not trained again
+    assert not list(run_dir.glob(".*partial*"))
+    assert main(["sweep", str(grid), "--out", str(out), "--dry-run"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("sweep: 1 runs: 1 completed")
+    resilience["faults_survived"] += 1
+
+
+# (damage to a completed point with all its outputs, the state a dry run shows, its reason)
+POINT_DAMAGE = {
+    "whole": (lambda d: None, "completed", ""),
+    "notebook-missing": (remove("02_cifar10_run.ipynb"), "outputs_missing", "missing 02_cifar10_run.ipynb"),
+    "a-figure-missing": (remove("sparsity.png"), "outputs_missing", "missing sparsity.png"),
+    "metrics-missing": (remove("metrics.jsonl"), "outputs_missing", "metrics.jsonl is missing"),
+    "config-missing": (remove("config.json"), "outputs_missing", "missing config.json"),
+    "metrics-edited": (edit_metrics, "outputs_missing",
+                       "metrics.jsonl does not match result.json's digest (edited or damaged)"),
+    "result-edited": (edit_result, "damaged", "result.json does not match its digest (edited or damaged)"),
+    "result-without-digest": (old_style, "completed", "unverified (made before result digests: not checked)"),
+    "notebook-failed-after-the-run": (lambda d: (d / "error.txt").write_text("OSError: [Errno 28] No space\n"),
+                                      "failed", "the run completed, its notebook failed: OSError: [Errno 28] No space"),
+}
+
+
+@pytest.mark.parametrize("case", list(POINT_DAMAGE))
+def test_dry_run_tells_a_whole_point_from_one_with_outputs_missing(tmp_path, reference_dir, resilience, case):
+    """A point is completed only with all its documented outputs (result.json matching its digest, metrics.jsonl
+    matching result.json, config.json, the executed notebook, its three figures); the sweep skips exactly
+    those, and the dry run names what is missing or edited."""
+    from fggp.executors import _done
+    from fggp.sweep import point_status
+
+    damage, state, reason = POINT_DAMAGE[case]
+    resilience["faults_injected"] += 1
+    _, _, run_dir = sweep_over_the_reference(tmp_path, reference_dir)
+    for name in ("02_cifar10_run.ipynb", *FIGURES):
+        (run_dir / name).write_text("as notebook 02 makes it")
+    damage(run_dir)
+    assert point_status(run_dir)[::2] == (state, reason)
+    assert _done(run_dir) == (state == "completed")  # what the sweep skips
+    resilience["faults_survived"] += 1
+
+
+@pytest.mark.parametrize("notebook, typo, message", [
+    ("02_cifar10_run.ipynb", {"epoch": 1}, "epoch: not a parameter of this notebook (did you mean epochs?); its "
+                                           "parameters are arch, batch_size, "),
+    ("01_layer_scores.ipynb", {"rates_": [0.3]}, "rates_: not a parameter of this notebook (did you mean rates?); "
+                                                 "its parameters are arch, checkpoint, "),
+], ids=["02", "01"])
+def test_notebook_refuses_a_parameter_it_does_not_define(tmp_path, resilience, notebook, typo, message):
+    """papermill -p epoch 1 (for epochs) only warned, and the notebook ran its 15-epoch default; now the cell
+    after the parameters stops it, before any data loads, with one line naming it."""
+    import papermill
+
+    from fggp.executors import kernel_config
+
+    resilience["bad_inputs_tried"] += 1
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        papermill.execute_notebook(str(ROOT / "notebooks" / notebook), str(tmp_path / notebook), parameters=typo,
+                                   kernel_name="python3", cwd=str(tmp_path), progress_bar=False,
+                                   execution_timeout=120, config=kernel_config())
+    assert err.value.ename == "ValueError" and err.value.evalue.startswith(message), err.value.evalue
+    assert "\n" not in err.value.evalue
+    assert sorted(p.name for p in tmp_path.iterdir()) == [notebook]  # no run directory, no data
+    resilience["bad_inputs_rejected"] += 1

@@ -260,7 +260,12 @@ fixed: {arch: tiny, dataset: synthetic, epochs: 2, prune_end_epoch: 1, prune_eve
     out = tmp_path / "out"
     runs = out / "runs"
     points = {(c.lr, c.seed): c for c in expand(load_grid(grid))}
-    run(points[0.05, 1], runs)  # completed
+    run(points[0.05, 1], runs)  # completed, by fggp run: no notebook, no figures yet
+    done = runs / points[0.05, 1].run_id
+    assert status(grid, out).set_index(["lr", "seed"]).loc[(0.05, 1), ["state", "reason"]].tolist() == [
+        "outputs_missing", "missing 02_cifar10_run.ipynb, training_curves.png, sparsity.png, layer_density.png"]
+    for name in ("02_cifar10_run.ipynb", "training_curves.png", "sparsity.png", "layer_density.png"):
+        (done / name).write_text("as notebook 02 makes it")  # what a sweep's execution adds
     run(points[1000.0, 1], runs)  # diverged in its first epoch
     original = Pruner.after_step
 
@@ -296,6 +301,47 @@ fixed: {arch: tiny, dataset: synthetic, epochs: 2, prune_end_epoch: 1, prune_eve
         "sweep: 6 runs: 1 completed, 1 failed, 1 diverged, 1 running, 1 interrupted, 1 pending")
     assert points[0.05, 2].run_id in printed
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # nothing run, nothing written
+
+
+def test_yaml_numbers_merge_keys_and_duplicates(tmp_path):
+    """1e-3 is a number (YAML 1.1 reads a string), a merge key works and overrides nothing written out, and a
+    key written twice is still an error, merge or not."""
+    spec = load_grid(write(tmp_path, """
+x-base: &base {arch: tiny, dataset: synthetic, epochs: 1, prune_end_epoch: 1}
+grid: {lr: [1e-3, 2E-2, 1.5e+1], seed: [1]}
+fixed:
+  <<: *base
+  weight_decay: 1e-4
+  epochs: 2
+"""))
+    assert spec["grid"]["lr"] == [0.001, 0.02, 15.0]
+    assert spec["fixed"] == {"arch": "tiny", "dataset": "synthetic", "epochs": 2, "prune_end_epoch": 1,
+                             "weight_decay": 1e-4} and "x-base" not in spec
+    assert [(c.lr, c.epochs, c.weight_decay) for c in expand(spec)] == [(0.001, 2, 1e-4), (0.02, 2, 1e-4),
+                                                                        (15.0, 2, 1e-4)]
+    with pytest.raises(ValueError, match=r"^grid: key 'epochs' is given twice \(line 6\)"):
+        load_grid(write(tmp_path, "x-b: &b {arch: tiny}\ngrid: {seed: [1]}\nfixed:\n  <<: *b\n  epochs: 1\n  epochs: 2\n"))
+    with pytest.raises(ValueError, match=r"^grid key: 'base' is not one of name, grid, fixed \(a key starting with x-"):
+        load_grid(write(tmp_path, "base: &b {arch: tiny}\ngrid: {seed: [1]}\nfixed: {<<: *b}\n"))
+
+
+def test_sweep_options_are_checked_and_never_replaced(tmp_path):
+    from fggp.sweep import check_options
+
+    grid = write(tmp_path, TWO_POINTS)
+    for option, value, message in [("jobs", 0, "^jobs: 0 must be an integer >= 1"),
+                                   ("array_parallelism", 0, "^array_parallelism: 0 must be an integer >= 1"),
+                                   ("gpus_per_run", -1, "^gpus_per_run: -1 must be an integer >= 0"),
+                                   ("timeout_min", float("inf"), "^timeout_min: inf must be a finite number"),
+                                   ("timeout_min", 0, "^timeout_min: 0 must be"),
+                                   ("partition", "", "^partition: '' must be"),
+                                   ("executor", "pbs", "^executor: 'pbs' is not one of")]:
+        with pytest.raises(ValueError, match=message):
+            check_options(**{option: value})
+        with pytest.raises(ValueError, match=message):
+            sweep(grid, tmp_path / "out", **{option: value})
+    assert not (tmp_path / "out").exists()
+    check_options(jobs=2, gpus_per_run=0, timeout_min=0.5, array_parallelism=1, partition="gpu", executor="slurm")
 
 
 def test_recipe_knobs_apply_to_the_recipes_that_read_them():
