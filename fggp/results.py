@@ -12,17 +12,20 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
 from .report import (EMPTY_CELL, SETTING, TABLE_LEGEND, accuracy_by_seed, adjust_for_columns, average_rank,
-                     collapse_markdown, column_runs, column_title, comparisons, layer_collapse, load_results,
-                     markdown_table, not_applicable, not_applicable_markdown, overview, paired_columns,
-                     paired_comparison, plot_accuracy_vs_sparsity, problems_markdown, setup_sections, setups, summary)
+                     collapse_markdown, column_runs, column_title, comparisons, identical_masks, identical_masks_notes,
+                     layer_collapse, load_results, markdown_table, not_applicable, not_applicable_markdown, overview,
+                     paired_columns, paired_comparison, plot_accuracy_vs_flops, plot_accuracy_vs_sparsity,
+                     problems_markdown, recorded_flops, setup_sections, setups, size_speed_markdown, summary)
 from .report.collapse import _layer_shapes
-from .report.setups import _expanded, _is_dense, _pruned, _recipe_order
+from .report.loading import has_runs
+from .report.setups import _expanded, _is_dense, _label, _pruned, _recipe_order
 from .train.checkpoint import atomic_write
 
 SUBJECT = "fggp"
@@ -137,26 +140,6 @@ def sittings(intervals: list[tuple[float, float]], gap_s: float = SITTING_GAP_S)
     return [(a, b) for a, b in merged]
 
 
-def identical_masks(df: pd.DataFrame) -> pd.DataFrame:
-    """Pairs of pruned recipes whose final masks are the same on every seed of a column (both complete on
-    the same two or more seeds): e.g. global_mp and gmp wherever the floor never binds. Read from each
-    run's ``mask_hash``."""
-    done = _pruned(_expanded(df))
-    records = []
-    if done.empty:
-        return pd.DataFrame(columns=["setup", *SETTING, "recipes", "seeds"])
-    for key, col in done.groupby(["setup", *SETTING], sort=True):
-        masks = {label: dict(zip(g["seed"].astype(int), g["mask_hash"])) for label, g in col.groupby("recipe")}
-        labels = sorted(masks, key=_recipe_order)
-        for i, a in enumerate(labels):
-            for b in labels[i + 1:]:
-                seeds = sorted(set(masks[a]) & set(masks[b]))
-                if len(seeds) >= 2 and set(masks[a]) == set(masks[b]) and all(
-                        masks[a][s] is not None and masks[a][s] == masks[b][s] for s in seeds):
-                    records.append(dict(zip(["setup", *SETTING], key), recipes=f"{a} = {b}", seeds=len(seeds)))
-    return pd.DataFrame(records, columns=["setup", *SETTING, "recipes", "seeds"])
-
-
 def at_chance(df: pd.DataFrame, margin_pct: float = 0.5) -> pd.DataFrame:
     """Every completed pruned run with whether its final accuracy is at chance (<= 1/classes + margin); the
     classes are the outputs of the architecture's last layer (10 for an arch this session does not know)."""
@@ -245,10 +228,7 @@ def findings(df: pd.DataFrame, subject: str = SUBJECT) -> list[str]:
         if parts:
             out.append("At chance accuracy (at most 1/classes + 0.5 pp: the network answers one class): "
                        + "; ".join(parts) + ".")
-    same = identical_masks(df)
-    for pair, g in same.groupby("recipes", sort=False):
-        columns = ", ".join(column_title(t) for t in g[SETTING].itertuples(index=False, name=None))
-        out.append(f"{pair.replace(' = ', ' and ')} chose identical final masks on every seed at {columns}.")
+    out += identical_masks_notes(df)
     collapse = layer_collapse(df)
     completed = _pruned(_expanded(df))
     for label in sorted(set(completed["recipe"]), key=_recipe_order) if len(completed) else []:
@@ -281,6 +261,16 @@ def _sweep_meta(out_dir: Path) -> dict:
     return {"grid": meta.get("grid"), "name": meta.get("name") or out_dir.name}
 
 
+FLOPS_SUFFIX = "_flops"  # docs/results/<sweep>_flops.png beside docs/results/<sweep>.png
+
+
+def _write_figure(fig, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
 def sweep_section(out_dir, figure_path: Path, figure_link: str, subject: str = SUBJECT, jobs: int = 2) -> str:
     """One sweep's part of the document; writes its figure to ``figure_path`` (linked as ``figure_link``)."""
     out_dir = Path(out_dir)
@@ -295,12 +285,14 @@ def sweep_section(out_dir, figure_path: Path, figure_link: str, subject: str = S
              + overview(df), ""]
     lines += ["### What the numbers show", "", *[f"- {x}" for x in findings(df, subject)], ""]
     lines += ["### Final test accuracy (%)", "", TABLE_LEGEND, "", setup_sections(df), ""]
-    fig = plot_accuracy_vs_sparsity(df)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    figure_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(figure_path, lambda f: f.write(buffer.getvalue()))
+    _write_figure(plot_accuracy_vs_sparsity(df), figure_path)
     lines += [f"![accuracy vs sparsity, {name}]({figure_link})", ""]
+    if recorded_flops(df):  # the second view: accuracy against the arithmetic that remains
+        flops_path = figure_path.with_name(f"{figure_path.stem}{FLOPS_SUFFIX}{figure_path.suffix}")
+        _write_figure(plot_accuracy_vs_flops(df), flops_path)
+        link = str(Path(figure_link).with_name(flops_path.name))
+        lines += [f"![accuracy vs remaining FLOPs, {name}]({link})", ""]
+    lines += ["### Size and speed", "", size_speed_markdown(df, heading="####"), ""]
     vs = subject_vs_best(df, subject)
     if len(vs):
         lines += [f"### {subject} against the best other recipe, paired by seed", "",
@@ -340,16 +332,58 @@ def results_markdown(out_dirs: list, doc_path, command: str, subject: str = SUBJ
     return "\n".join(head + sections)
 
 
-def write_results(out_dirs: list, doc_path, command: str, subject: str = SUBJECT) -> Path:
-    """Check every sweep folder first, then write the document (and its figures) atomically."""
+def check_results_inputs(out_dirs: list, doc_path, subject: str = SUBJECT) -> Path:
+    """Refuse, before any aggregation, what would give a wrong or half-written document: no sweep, a sweep folder
+    without runs, the same folder twice (after resolving paths) or two sweeps of one name (their figures would
+    overwrite each other), an ``out`` that is a directory or lies in a folder that does not exist or is not
+    writable, and a ``subject`` that is not a recipe of the runs. Returns ``doc_path`` as a Path."""
+    if not out_dirs:
+        raise ValueError("sweeps: give at least one sweep folder (a sweep's --out directory)")
+    doc = Path(doc_path)
+    if doc.is_dir():
+        raise ValueError(f"out: {str(doc)!r} is a directory; give the Markdown file to write, e.g. {str(doc / 'RESULTS.md')!r}")
+    folder = doc.parent
+    if not folder.is_dir():
+        raise ValueError(f"out: folder {str(folder)!r} does not exist" if not folder.exists()
+                         else f"out: {str(folder)!r} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"out: folder {str(folder)!r} is not writable")
+    figures = folder / "results"
+    if figures.exists() and not figures.is_dir():
+        raise ValueError(f"out: {str(figures)!r} is a file; the document's figures go into that folder")
+    resolved: dict[Path, str] = {}
+    names: dict[str, str] = {}
+    labels: set[str] = set()
     for d in out_dirs:
-        if not (Path(d) / "runs").is_dir():
-            raise ValueError(f"sweep: {str(d)!r} has no runs/ folder (pass a sweep's --out directory)")
-    doc_path = Path(doc_path)
+        runs = Path(d) / "runs"
+        if not runs.is_dir():
+            raise ValueError(f"sweeps: {str(d)!r} has no runs/ folder (pass a sweep's --out directory)")
+        key = Path(d).resolve()
+        if key in resolved:
+            raise ValueError(f"sweeps: {resolved[key]!r} and {str(d)!r} are the same folder; give each sweep once")
+        resolved[key] = str(d)
+        name = _sweep_meta(Path(d))["name"]
+        if name in names:
+            raise ValueError(f"sweeps: {names[name]!r} and {str(d)!r} are both named {name!r}; their figures would "
+                             "overwrite each other (rename one sweep)")
+        names[name] = str(d)
+        if not has_runs(runs):
+            raise ValueError(f"sweeps: {str(d)!r} holds no runs (runs/ has no run folder and there is no sweep.json)")
+        df = load_results(runs)
+        labels |= {_label(r, v) for r, v in zip(df["recipe"], df["variant"]) if isinstance(r, str)}
+    if subject not in labels:
+        raise ValueError(f"subject: {subject!r} is not a recipe of these runs "
+                         f"({', '.join(sorted(labels, key=_recipe_order))})")
+    return doc
+
+
+def write_results(out_dirs: list, doc_path, command: str, subject: str = SUBJECT) -> Path:
+    """Check the inputs first (``check_results_inputs``), then write the document (and its figures) atomically."""
+    doc_path = check_results_inputs(out_dirs, doc_path, subject)
     text = results_markdown(out_dirs, doc_path, command, subject)
     atomic_write(doc_path, lambda f: f.write(text.encode()))
     return doc_path
 
 
 __all__ = ["subject_vs_best", "identical_masks", "at_chance", "layer_kept", "timing", "findings", "results_markdown",
-           "write_results", "SUBJECT"]
+           "write_results", "check_results_inputs", "SUBJECT"]

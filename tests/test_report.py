@@ -19,9 +19,11 @@ matplotlib.use("Agg")
 import pandas as pd
 import pytest
 
-from fggp.report import (adjust_for_columns, average_rank, collapsed_layers, comparisons, layer_collapse, load_results,
-                         not_applicable, overview, paired_comparison, paper_tables, plot_accuracy_vs_sparsity, problems,
-                         report_markdown, runs_markdown, runs_view, setups, summary, t_interval, write_report)
+from fggp.report import (TABLE_LEGEND, adjust_for_columns, average_rank, check_parameters, check_runs_dir,
+                         collapsed_layers, comparisons, layer_collapse, load_results, not_applicable, overview,
+                         paired_comparison, paper_tables, plot_accuracy_vs_flops, plot_accuracy_vs_sparsity, problems,
+                         read_export, report_markdown, runs_markdown, runs_view, setup_sections, setups, size_speed,
+                         size_speed_markdown, summary, t_interval, write_report)
 from fggp.train import RunConfig
 
 T2, T1 = 4.302652729749464, 12.706204736174707
@@ -92,6 +94,40 @@ def densities(kept: dict) -> dict:
     return {name: kept[name] / TINY[name][0] for name in TINY}
 
 
+# Size and speed, optional in every run. The 15-epoch runs record FLOPs: the remaining fraction (sparse / dense)
+# is FLOPS_LEFT[target] x (1 + 0.1 (seed - 2)), so over seeds 1-3 the mean is FLOPS_LEFT itself. Seeds 1 and 2
+# record model_bytes: dense 96 000, sparse 1.2 x 96 000 x (1 - target) + 1000 x seed. Two runs are exported
+# (EXPORTS), each in one of the two layouts export.json may take; one export.json is damaged. The 8-epoch runs
+# record none of it: older runs.
+DENSE_FLOPS, DENSE_BYTES = 2_000_000, 96_000
+FLOPS_LEFT = {0.0: 1.0, 0.8: 0.3, 0.9: 0.2, 0.95: 0.1}
+NESTED_EXPORT = {  # the layout `fggp export` writes: sizes under "bytes", the FLOP ratio under "flops"
+    "files": {"model.sparse.safetensors": 9_999, "model.pt": 100_000}, "bytes": {"dense_state_dict": DENSE_BYTES},
+    "flops": {"dense": DENSE_FLOPS, "sparse": 400_000, "ratio": 5.0},
+    "latency": {"device": "cpu (test, 2 cores)", "threads": 2, "torch": "2.test", "batch_sizes": {
+        "1": {"dense_ms": 1.0, "sparse_ms": 1.25, "speedup": 0.8}, "64": {"dense_ms": 3.6, "sparse_ms": 1.0, "speedup": 3.6},
+        "256": {"dense_ms": 10.0, "sparse_ms": 2.0, "speedup": 5.0}}}}
+FLAT_EXPORT = {  # the flat layout: a list of latency rows, no speedup given (dense_ms / sparse_ms)
+    "files": {"model.sparse.safetensors": 15_000}, "dense_state_dict_bytes": DENSE_BYTES, "flop_ratio": 5.0,
+    "latency": [{"batch": 1, "dense_ms": 1.0, "sparse_ms": 2.0}, {"batch": 64, "dense_ms": 4.0, "sparse_ms": 2.0}],
+    "threads": 2, "device": "cpu (test, 2 cores)", "torch": "2.test"}
+EXPORTS = {("fggp", 0.9, 1): NESTED_EXPORT, ("gmp", 0.9, 3): FLAT_EXPORT,
+           ("fggp", 0.8, 1): {"files": {}, "latency": {"batch_sizes": {"1": {"speedup": "fast"}}}}}
+
+
+def size_fields(recipe, target, seed) -> dict:
+    left = 1.0 if recipe == "dense" else FLOPS_LEFT[target] * (1 + 0.1 * (seed - 2))
+    fields = {"dense_flops": DENSE_FLOPS, "sparse_flops": round(DENSE_FLOPS * left)}
+    if seed <= 2:
+        fields["model_bytes"] = {"dense": DENSE_BYTES, "sparse": round(1.2 * DENSE_BYTES * (1 - target)) + 1000 * seed}
+    return fields
+
+
+def write_export(run_dir: Path, export: dict) -> None:
+    (run_dir / "export").mkdir()
+    (run_dir / "export" / "export.json").write_text(json.dumps(export))
+
+
 def make_results(root: Path) -> tuple[Path, dict]:
     """The completed runs above; one failed, one diverged, one incomplete, one missing; three points the
     sweep found not applicable; and a second budget (epochs=8) with one run and its collapse twin."""
@@ -100,7 +136,10 @@ def make_results(root: Path) -> tuple[Path, dict]:
     points = []
     for (recipe, target), accs in ACCURACIES.items():
         for seed, acc in enumerate(accs, start=1):
-            points.append(write_run(runs, config(recipe, target, seed), "completed", acc))
+            points.append(write_run(runs, config(recipe, target, seed), "completed", acc,
+                                    **size_fields(recipe, target, seed)))
+            if (recipe, target, seed) in EXPORTS:
+                write_export(runs / points[-1].run_id, EXPORTS[recipe, target, seed])
     bad = {
         # a sweep-style failure before the run wrote config.json: result.json with its config only
         "failed": write_run(runs, config("fggp", 0.95, 3), "failed", config_file=False, error="RuntimeError: boom"),
@@ -412,7 +451,8 @@ def test_write_report_writes_every_file(results, tmp_path):
     runs, _, ids = results
     paths = write_report(runs, tmp_path / "report")
     assert set(paths) == {"summary.csv", "table.md", "table.csv", "comparisons.csv", "collapse.csv",
-                          "accuracy_vs_sparsity.png", "accuracy_vs_sparsity.svg"}
+                          "accuracy_vs_sparsity.png", "accuracy_vs_sparsity.svg", "accuracy_vs_flops.png",
+                          "accuracy_vs_flops.svg"}
     assert all(p.parent == tmp_path / "report" and p.stat().st_size > 0 for p in paths.values())
     assert sorted(q.name for q in (tmp_path / "report").iterdir()) == sorted(paths)  # no temp files left
     md = paths["table.md"].read_text()
@@ -432,26 +472,247 @@ def test_write_report_writes_every_file(results, tmp_path):
     assert comp.loc[comp["target_sparsity"] == 0.8, "p_value"].item() == pytest.approx(SEPARATED["p"])
     collapse = pd.read_csv(paths["collapse.csv"])
     assert sorted(collapse["layer"]) == ["classifier.weight", "features.8.weight"]
-    assert paths["accuracy_vs_sparsity.png"].read_bytes()[:4] == b"\x89PNG"
-    assert b"<svg" in paths["accuracy_vs_sparsity.svg"].read_bytes()[:500]
+    for name in ("accuracy_vs_sparsity", "accuracy_vs_flops"):
+        assert paths[f"{name}.png"].read_bytes()[:4] == b"\x89PNG"
+        assert b"<svg" in paths[f"{name}.svg"].read_bytes()[:500]
+    assert "![accuracy vs remaining FLOPs](accuracy_vs_flops.png)" in md
 
 
-@pytest.mark.parametrize("make", ["absent", "empty", "only_failed"])
-def test_write_report_without_completed_runs(tmp_path, make):
+@pytest.mark.parametrize("make, message", [("absent", "does not exist"), ("empty", "holds no runs"),
+                                           ("file", "is a file")])
+def test_write_report_refuses_a_runs_dir_without_runs_before_writing(tmp_path, make, message):
     runs = tmp_path / "runs"
-    if make != "absent":
+    if make == "empty":
         runs.mkdir()
-    if make == "only_failed":
-        write_run(runs, config("fggp", 0.9, 1), "failed", error="ValueError: bad")
+        (runs / "scratch").mkdir()  # a folder that is not a run
+    elif make == "file":
+        runs.write_text("")
+    with pytest.raises(ValueError, match=f"^runs_dir: '{runs}' {message}") as err:
+        write_report(runs, tmp_path / "report")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "report").exists()
+    if make != "file":
+        with pytest.raises(ValueError, match=f"^runs_dir: .*{message}"):
+            check_runs_dir(runs)
+
+
+def test_write_report_refuses_a_report_dir_that_is_a_file(results, tmp_path):
+    (tmp_path / "report").write_text("")
+    with pytest.raises(ValueError, match="^report_dir: .* is a file"):
+        write_report(results[0], tmp_path / "report")
+
+
+def test_write_report_with_runs_but_none_completed(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, config("fggp", 0.9, 1), "failed", error="ValueError: bad")
     paths = write_report(runs, tmp_path / "report")
     assert all(p.is_file() for p in paths.values())
     md = paths["table.md"].read_text()
-    assert "no completed runs yet" in md.lower() and "`make quick`" in md
-    assert ("ValueError: bad" in md) == (make == "only_failed")
-    if make == "only_failed":
-        assert "None (no completed runs yet)." in md  # the collapse section: nothing to check yet
-    else:
-        assert "None (no runs yet)." in md and "|---|" not in md  # no table of bare headers anywhere
+    assert "no completed runs yet" in md.lower() and "`make quick`" in md and "ValueError: bad" in md
+    assert "None (no completed runs yet)." in md  # the collapse section: nothing to check yet
+    assert "accuracy_vs_flops.png" not in md  # nothing to plot: not linked
     df = load_results(runs)
     assert "no completed runs yet" in overview(df).lower()
-    assert ("`make quick`" in runs_markdown(df)) == (make != "only_failed")  # the every-run view: what to run
+    assert "`make quick`" not in runs_markdown(df)  # the every-run view lists the failed run instead
+
+
+# ------------------------------------------------------------------------------------- size and speed
+
+def test_size_speed_per_cell_matches_hand_computation(results):
+    s = size_speed(results[1]).set_index(["setup", "recipe", "target_sparsity"])
+    main = "epochs=15, prune_end_epoch=10"
+    fggp = s.loc[(main, "fggp", 0.9)]
+    # sizes from seeds 1, 2 only: 1.2 x 96 000 x 0.1 + 1000 s = 12 520, 13 520
+    assert (fggp["runs"], fggp["sized_runs"], fggp["flops_runs"], fggp["exported_runs"]) == (3, 2, 3, 1)
+    assert fggp["sparse_bytes"] == pytest.approx(13_020) and fggp["dense_bytes"] == DENSE_BYTES
+    assert fggp["size_ratio"] == pytest.approx(13_020 / DENSE_BYTES)
+    assert fggp["flops_remaining"] == pytest.approx(0.2) and fggp["flop_ratio"] == pytest.approx(5.0)
+    assert [fggp[f"speedup_batch_{b}"] for b in (1, 64, 256)] == pytest.approx([0.8, 3.6, 5.0])
+    assert fggp["measured_on"] == "cpu (test, 2 cores), 2 threads, torch 2.test"
+    # gmp's seed 3 has no model_bytes: its sizes come from its (flat) export, 15 000 bytes
+    gmp = s.loc[(main, "gmp", 0.9)]
+    assert gmp["sized_runs"] == 3 and gmp["sparse_bytes"] == pytest.approx((12_520 + 13_520 + 15_000) / 3)
+    assert [gmp["speedup_batch_1"], gmp["speedup_batch_64"]] == pytest.approx([0.5, 2.0])  # dense_ms / sparse_ms
+    assert math.isnan(gmp["speedup_batch_256"])
+    # two seeds of fggp at 95%: remaining 0.1 x 0.9 and 0.1 x 1.0
+    assert s.loc[(main, "fggp", 0.95), "flops_remaining"] == pytest.approx(0.095)
+    assert s.loc[(main, "dense", 0.0), "flops_remaining"] == 1.0
+    old = s.loc[("epochs=8, prune_end_epoch=8", "gmp", 0.99)]  # records none of it
+    assert (old["sized_runs"], old["flops_runs"], old["exported_runs"]) == (0, 0, 0)
+    assert math.isnan(old["sparse_bytes"]) and math.isnan(old["flop_ratio"])
+
+
+def test_size_and_speed_are_shown_beside_each_other_and_a_dash_where_not_recorded(results):
+    _, df, ids = results
+    md = size_speed_markdown(df)
+    assert ("| tiny · 90% | fggp | 13 KB = 0.14x dense (2 of 3 runs) | FLOPs x5.0, measured x0.80 / x3.6 / x5.0 at "
+            "batch 1 / 64 / 256 (1 of 3 runs) |") in md
+    assert "| tiny · 90% | gmp | 13.7 KB = 0.14x dense | FLOPs x5.0, measured x0.50 / x2.0 at batch 1 / 64 (1 of 3 runs) |" in md
+    assert "| tiny · 95% | granet | 6.76 KB = 0.07x dense | FLOPs x11 |" in md
+    assert "| tiny · 99% | gmp | - | - |" in md  # the 8-epoch runs: older, nothing recorded
+    assert "Measured on: cpu (test, 2 cores), 2 threads, torch 2.test." in md
+    assert "Unreadable export.json, its numbers left out: " in md and "(speedup is 'fast', not a number)" in md
+    damaged = df[df["export_error"].notna()]
+    assert len(damaged) == 1 and set(damaged["status"]) == {"completed"}  # the run itself stands
+
+
+def test_read_export_refuses_a_damaged_file_and_says_none_when_absent(tmp_path):
+    assert read_export(tmp_path) is None
+    write_export(tmp_path, {"files": {}, "latency": [{"batch": "many", "speedup": 2.0}]})
+    with pytest.raises(ValueError, match=r"^export\.json: .*: latency batch 'many' is not a whole number"):
+        read_export(tmp_path)
+    (tmp_path / "export" / "export.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"^export\.json: .*: not valid JSON"):
+        read_export(tmp_path)
+
+
+def test_runs_without_sizes_flops_or_exports_show_a_sentence_and_a_dash(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, config("fggp", 0.9, 1), "completed", 0.90)
+    write_run(runs, config("gmp", 0.9, 1), "completed", 0.85)
+    df = load_results(runs)
+    assert size_speed_markdown(df).startswith("No run recorded its file size, FLOPs or a measured speed (- everywhere)")
+    paths = write_report(runs, tmp_path / "report")
+    summary_csv = pd.read_csv(paths["summary.csv"])
+    assert summary_csv["sparse_bytes"].isna().all() and summary_csv["flops_remaining"].isna().all()
+    assert "accuracy_vs_flops.png" not in paths["table.md"].read_text()  # no point to plot: not linked
+
+
+def test_table_md_and_summary_csv_carry_size_and_speed(results, tmp_path):
+    paths = write_report(results[0], tmp_path / "report")
+    md = paths["table.md"].read_text()
+    assert "## Size and speed" in md and "### Size and speed, setup: epochs=15, prune_end_epoch=10" in md
+    assert "| tiny · 90% | fggp | 13 KB = 0.14x dense (2 of 3 runs) |" in md
+    csv = pd.read_csv(paths["summary.csv"]).set_index(["setup", "recipe", "target_sparsity"])
+    row = csv.loc[("epochs=15, prune_end_epoch=10", "fggp", 0.9)]
+    assert (row["n"], row["sized_runs"], row["exported_runs"]) == (3, 2, 1)
+    assert row["sparse_bytes"] == pytest.approx(13_020) and row["flop_ratio"] == pytest.approx(5.0)
+    assert row["speedup_batch_64"] == pytest.approx(3.6) and row["mean_pct"] == pytest.approx(93.0)
+    assert list(csv.columns[:6]) == ["arch", "initial_sparsity", "n", "mean_pct", "std_pct", "ci95_low_pct"]
+
+
+def test_accuracy_vs_flops_figure_puts_each_cell_at_its_remaining_flops(results):
+    fig = plot_accuracy_vs_flops(results[1])
+    short, main = fig.axes
+    assert main.get_xscale() == "log" and main.xaxis_inverted()
+    lines = {c.get_label(): c.lines[0] for c in main.containers if not c.get_label().startswith("_")}
+    assert set(lines) == {"fggp", "gmp", "granet"}
+    # x: 100 x mean remaining FLOPs per cell, in increasing order, nudged by 0.01 decade per recipe (fggp, gmp,
+    # granet: -0.01, 0, +0.01); y: the cells' mean accuracy
+    assert list(lines["fggp"].get_xdata()) == pytest.approx([9.5 / 10 ** 0.01, 20.0 / 10 ** 0.01, 30.0 / 10 ** 0.01])
+    assert list(lines["gmp"].get_xdata()) == pytest.approx([10.0, 20.0, 30.0])
+    assert list(lines["fggp"].get_ydata()) == pytest.approx([89.0, 93.0, 91.0])
+    assert list(lines["granet"].get_xdata()) == pytest.approx([9.0 * 10 ** 0.01, 18.0 * 10 ** 0.01])
+    dense_point = [c for c in main.containers if c.lines[0].get_color() == "k"]
+    assert len(dense_point) == 1 and list(dense_point[0].lines[0].get_xdata()) == [100.0]
+    assert list(dense_point[0].lines[0].get_ydata()) == pytest.approx([96.0])
+    low, high = sorted(main.get_xlim())
+    assert low == pytest.approx(9.0 / 1.6) and high == pytest.approx(160.0)
+    assert [t.get_text() for t in main.get_xticklabels() if low <= t.get_position()[0] <= high] \
+        == ["10%", "20%", "50%", "100%"]
+    assert not short.containers and "no run here recorded its FLOPs" in [t.get_text() for t in short.texts]
+    (legend,) = fig.legends
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert "dense (dashed)" in labels and not any(x.startswith("cross") for x in labels)  # collapse: not shown here
+    fig.canvas.draw()
+    assert legend.get_window_extent().y1 <= main.get_window_extent().y0
+
+
+# ---------------------------------------------------------------------------------- identical masks, bold
+
+def test_identical_masks_are_explained_under_their_table(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, (h, acc) in enumerate([("a", 0.90), ("b", 0.92)], start=1):
+        write_run(runs, config("gmp", 0.9, seed), "completed", acc, mask_hash=h)
+        write_run(runs, config("global_mp", 0.9, seed), "completed", acc, mask_hash=h)
+        write_run(runs, config("fggp", 0.9, seed), "completed", acc - 0.01, mask_hash=h + "x")
+    md = setup_sections(load_results(runs))
+    note = ("gmp and global_mp chose identical final masks on every seed at tiny · 90%: Global MP's per-layer floor "
+            "never bound, so it pruned exactly as global magnitude pruning (gmp) does. Their rows there are one "
+            "result, not two.")
+    assert note in md and md.index("identical on every seed") < md.index(note)  # below the paired test
+    assert "fggp and" not in md
+
+
+def test_bold_is_said_to_need_two_pruned_recipes_as_the_tables_do():
+    """A recipe alone in its column is not bold (test above); the legend and notebook 03 say so."""
+    import nbformat
+
+    assert "where at least two pruned recipes compete" in TABLE_LEGEND
+    nb = nbformat.read(Path(__file__).parents[1] / "notebooks" / "03_aggregate_results.ipynb", as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "**Bold** is the best pruned mean of a column where at least two pruned recipes compete" in text
+
+
+# ------------------------------------------------------------------------------------ notebook parameters
+
+PARAMETERS = {"runs_dir": str, "report_dir": str}
+
+
+def test_check_parameters_refuses_a_name_papermill_injected_that_the_notebook_does_not_define():
+    injected = "# Parameters\nruns_dri = \"x\"\nreport_dir = \"y\"\n"
+    namespace = {"In": ["", "runs_dir = 'a'\nreport_dir = 'b'", injected], "runs_dir": "a", "report_dir": "y",
+                 "runs_dri": "x"}
+    with pytest.raises(ValueError, match=r"^runs_dri: not a parameter of this notebook \(it takes runs_dir, "
+                                         r"report_dir\)$"):
+        check_parameters(namespace, PARAMETERS)
+    namespace["In"][2] = "# Parameters\nruns_dir = \"x\"\n"
+    assert check_parameters(namespace, PARAMETERS) == ["runs_dir"]
+
+
+def test_check_parameters_checks_types_and_ignores_variables_of_later_cells():
+    by_hand = {"In": ["", "runs_dir = 3\nreport_dir = 'b'"], "runs_dir": 3, "report_dir": "b"}
+    with pytest.raises(ValueError, match=r"^runs_dir: must be str, not int 3$"):
+        check_parameters(by_hand, PARAMETERS)
+    # run again in the same kernel: df, fig, name ... from later cells are no parameters; nothing injected
+    again = {"In": ["", "runs_dir = 'a'", "# a comment\nname = 'x'"], "runs_dir": "a", "report_dir": "b",
+             "name": "table.md", "df": pd.DataFrame()}
+    assert check_parameters(again, PARAMETERS) == []
+    numbers = {"lr": 1, "epochs": True}
+    with pytest.raises(ValueError, match=r"^epochs: must be int, not bool True$"):
+        check_parameters(numbers, {"lr": float, "epochs": int})  # an int is a float, a bool is no int
+    assert check_parameters({"lr": 1, "epochs": 2}, {"lr": float, "epochs": int}) == []
+    with pytest.raises(ValueError, match=r"^seed: the parameters cell did not define it$"):
+        check_parameters({}, {"seed": int})
+
+
+NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "03_aggregate_results.ipynb"
+
+
+def _run_notebook(tmp_path, **parameters):
+    """Notebook 03 executed as the sweep executes it (fggp.executors), into tmp_path/out.ipynb."""
+    from fggp.executors import execute_notebook
+
+    execute_notebook(NOTEBOOK, tmp_path / "out.ipynb", parameters, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("case", ["typo", "empty"])  # every runs_dir case: test_write_report_refuses_...
+def test_notebook_03_refuses_a_misspelt_parameter_or_a_runs_dir_without_runs_in_one_line(tmp_path, case):
+    from papermill.exceptions import PapermillExecutionError
+
+    (tmp_path / "empty").mkdir()
+    parameters, message = {
+        "typo": ({"runs_dri": str(tmp_path), "report_dir": str(tmp_path / "r")},
+                 "runs_dri: not a parameter of this notebook (it takes runs_dir, report_dir)"),
+        "empty": ({"runs_dir": str(tmp_path / "empty"), "report_dir": str(tmp_path / "r")},
+                  f"runs_dir: '{tmp_path / 'empty'}' holds no runs"),
+    }[case]
+    with pytest.raises(PapermillExecutionError) as err:
+        _run_notebook(tmp_path, **parameters)
+    assert err.value.ename == "ValueError" and err.value.evalue.startswith(message)
+    assert "\n" not in err.value.evalue
+    assert not (tmp_path / "r").exists()  # refused before any work
+
+
+def test_notebook_03_shows_the_tables_both_figures_and_size_and_speed(results, tmp_path):
+    _run_notebook(tmp_path, runs_dir=str(results[0]), report_dir=str(tmp_path / "report"))
+    import nbformat
+
+    nb = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    shown = "\n".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
+                      for o in c.outputs)
+    assert "| tiny · 90% | fggp | 13 KB = 0.14x dense (2 of 3 runs) |" in shown
+    assert "### Setup: epochs=15, prune_end_epoch=10" in shown
+    figures = [c for c in nb.cells if c.cell_type == "code" and any("image/png" in o.get("data", {}) for o in c.outputs)]
+    assert [c.source for c in figures] == ["plot_accuracy_vs_sparsity(df)", "plot_accuracy_vs_flops(df)"]
+    assert (tmp_path / "report" / "accuracy_vs_flops.png").is_file()

@@ -20,7 +20,8 @@ from ..train.config import NOT_IDENTITY
 COLUMNS = ["run_id", "arch", "dataset", "recipe", "target_sparsity", "initial_sparsity", "seed", "status",
            "final_test_acc", "best_test_acc", "final_sparsity", "epochs_done", "wall_seconds", "error",
            "diverged_step", "reason", "variant", "setup", "layer_density", "layer_shapes", "prunable_weights",
-           "mask_hash", "finished_at", "device", "versions", "run_dir"]
+           "mask_hash", "finished_at", "device", "versions", "dense_flops", "sparse_flops", "dense_bytes",
+           "sparse_bytes", "export", "export_error", "run_dir"]
 NOT_APPLICABLE = "not_applicable"
 STATUS_ORDER = ["completed", "failed", "diverged", "incomplete", "missing", "unreadable", NOT_APPLICABLE]
 # Fields that name a run's place in the comparison: never a setup or a variant.
@@ -30,6 +31,8 @@ PRUNING_ONLY = RECIPE_KNOBS | {"prune_start_epoch", "prune_end_epoch", "prune_ev
 SHOWN_SETUP = ("dataset", "epochs", "prune_start_epoch", "prune_end_epoch", "prune_every", "lr", "batch_size")
 ONE_SETUP = "one setup"
 NO_RUNS_HINT = "run notebook 02 or `make quick` first"
+EXPORT_JSON = Path("export") / "export.json"  # written by `fggp export RUN_DIR`
+SPARSE_FILE = "model.sparse.safetensors"
 
 
 def _read_json(path: Path):
@@ -45,7 +48,9 @@ def _row(run_id, config: dict, status: str, run_dir: Path | None, result: dict |
         **{k: result.get(k) for k in ("final_test_acc", "best_test_acc", "final_sparsity", "epochs_done",
                                       "wall_seconds", "error", "diverged_step", "layer_density",
                                       "layer_shapes", "prunable_weights", "mask_hash", "finished_at", "device",
-                                      "versions")},
+                                      "versions", "dense_flops", "sparse_flops")},
+        **_model_bytes(result.get("model_bytes")),
+        "export": None, "export_error": None,
         "run_dir": None if run_dir is None else str(run_dir),
     }
     row.update(extra)
@@ -79,7 +84,75 @@ def _read_run(run_dir: Path) -> dict | None:
         return _row(run_dir.name, config, "unreadable", run_dir, error="; ".join(problems))
     if result is None:
         return _row(run_dir.name, config, "incomplete", run_dir, epochs_done=epochs_done(run_dir))
-    return _row(run_dir.name, config, result.get("status", "unreadable"), run_dir, result)
+    row = _row(run_dir.name, config, result.get("status", "unreadable"), run_dir, result)
+    try:
+        row["export"] = read_export(run_dir)
+    except ValueError as err:  # an export is optional: a broken one costs its numbers, never the run
+        row["export_error"] = str(err)
+    if row["export"] is not None and row["sparse_bytes"] is None:  # a run older than model_bytes: the export's
+        row["dense_bytes"], row["sparse_bytes"] = row["export"]["dense_bytes"], row["export"]["sparse_bytes"]
+    return row
+
+
+def _model_bytes(value) -> dict:
+    """result.json's optional ``model_bytes`` ({"dense": ..., "sparse": ...}) as two columns; None when absent."""
+    value = value if isinstance(value, dict) else {}
+    return {f"{k}_bytes": v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+            for k, v in (("dense", value.get("dense")), ("sparse", value.get("sparse")))}
+
+
+def _number(value, field: str, path: Path) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"export.json: {path}: {field} is {value!r}, not a number")
+    return float(value)
+
+
+def read_export(run_dir: str | os.PathLike) -> dict | None:
+    """A run's ``export/export.json`` (``fggp export``) reduced to what the report shows: ``sparse_bytes``,
+    ``dense_bytes``, ``flop_ratio`` (dense / sparse FLOPs), ``latency`` {batch: {dense_ms, sparse_ms, speedup}},
+    ``device``, ``threads``, ``torch``. None when the run was never exported; ValueError when the file is damaged.
+
+    Both layouts are read: latency as a list of {batch, ...} rows or as {"batch_sizes": {"64": {...}}}, and the
+    dense size and FLOP ratio flat (``dense_state_dict_bytes``, ``flop_ratio``) or nested (``bytes``, ``flops``).
+    """
+    path = Path(run_dir) / EXPORT_JSON
+    if not path.is_file():
+        return None
+    try:
+        data = _read_json(path)
+    except ValueError as err:
+        raise ValueError(f"export.json: {path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"export.json: {path}: not a JSON object")
+    files = data.get("files") if isinstance(data.get("files"), dict) else {}
+    nested = data.get("bytes") if isinstance(data.get("bytes"), dict) else {}
+    flops = data.get("flops") if isinstance(data.get("flops"), dict) else {}
+    latency = data.get("latency") or {}
+    rows = latency.get("batch_sizes", latency) if isinstance(latency, dict) else latency
+    if isinstance(rows, dict):
+        rows = [{"batch": b, **r} for b, r in rows.items() if isinstance(r, dict)]
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ValueError(f"export.json: {path}: latency is neither a list of rows nor a mapping by batch size")
+    measured = {}
+    for r in rows:
+        try:
+            batch = int(r.get("batch"))
+        except (TypeError, ValueError):
+            raise ValueError(f"export.json: {path}: latency batch {r.get('batch')!r} is not a whole number") from None
+        dense_ms, sparse_ms = _number(r.get("dense_ms"), "dense_ms", path), _number(r.get("sparse_ms"), "sparse_ms", path)
+        speedup = _number(r.get("speedup"), "speedup", path)
+        if speedup is None and dense_ms and sparse_ms:
+            speedup = dense_ms / sparse_ms
+        measured[batch] = {"dense_ms": dense_ms, "sparse_ms": sparse_ms, "speedup": speedup}
+    where = latency if isinstance(latency, dict) else {}
+    return {"sparse_bytes": _number(files.get(SPARSE_FILE), SPARSE_FILE, path),
+            "dense_bytes": _number(data.get("dense_state_dict_bytes", nested.get("dense_state_dict")),
+                                   "dense_state_dict_bytes", path),
+            "flop_ratio": _number(data.get("flop_ratio", flops.get("ratio")), "flop_ratio", path),
+            "latency": dict(sorted(measured.items())),
+            **{k: data.get(k, where.get(k)) for k in ("device", "threads", "torch")}}
 
 
 def _sweep_points(runs_dir: Path) -> list[dict]:
@@ -91,6 +164,16 @@ def _sweep_points(runs_dir: Path) -> list[dict]:
             except ValueError as err:
                 raise ValueError(f"sweep.json: {path} is not valid JSON ({err})") from None
     return points
+
+
+def has_runs(runs_dir: str | os.PathLike) -> bool:
+    """Whether ``load_results(runs_dir)`` finds any row: a run directory (config.json or result.json) or a
+    point in sweep.json (beside the runs or one folder up)."""
+    runs_dir = Path(runs_dir)
+    if runs_dir.is_dir() and any((d / "config.json").is_file() or (d / "result.json").is_file()
+                                 for d in runs_dir.iterdir() if d.is_dir()):
+        return True
+    return bool(_sweep_points(runs_dir))
 
 
 def _canonical(value) -> str:
@@ -182,7 +265,7 @@ def load_results(runs_dir: str | os.PathLike) -> pd.DataFrame:
     for column in ("seed", "epochs_done", "diverged_step", "prunable_weights"):  # whole numbers, some absent
         df[column] = pd.to_numeric(df[column], errors="coerce").astype("Int64")
     for column in ("final_test_acc", "best_test_acc", "final_sparsity", "wall_seconds", "target_sparsity",
-                   "initial_sparsity"):
+                   "initial_sparsity", "dense_flops", "sparse_flops", "dense_bytes", "sparse_bytes"):
         df[column] = pd.to_numeric(df[column], errors="coerce").astype(float)
     order = df["status"].map({s: i for i, s in enumerate(STATUS_ORDER)})
     df = (df.assign(_order=order).sort_values(["arch", "recipe", "initial_sparsity", "target_sparsity", "seed",

@@ -13,6 +13,8 @@ import pandas as pd
 
 from .cells import COLLAPSE_MARK, EMPTY_CELL, FEW_MARK, NA_CELL, _table_cells, average_rank
 from .collapse import layer_collapse
+from .efficiency import NOT_RECORDED, size_speed, size_text, speed_text
+from .identical import identical_masks, identical_reason
 from .loading import NO_RUNS_HINT, NOT_APPLICABLE, ONE_SETUP
 from .setups import SETTING, _is_dense, _recipe_order, setups
 from .statistics import ALPHA, FEW_SEEDS, comparisons
@@ -186,6 +188,9 @@ def setup_sections(df: pd.DataFrame) -> str:
             lines += [f"### Setup: {setup}", ""]
         lines += [markdown_table(table), "", "Best against runner-up, paired by seed:", "",
                   comparisons_markdown(comps[comps["setup"] == setup]), ""]
+        notes = identical_masks_notes(df, setup)
+        if notes:
+            lines += [*notes, ""]
         r = ranks[ranks["setup"] == setup].set_index("recipe")[["average_rank", "columns"]]
         if r["columns"].max() > 1:
             lines += ["Average rank over this setup's columns (1 = best):", "",
@@ -193,11 +198,68 @@ def setup_sections(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def identical_masks_notes(df: pd.DataFrame, setup: str | None = None) -> list[str]:
+    """One sentence per pair of recipes that chose identical final masks on every seed (in ``setup``, or in any),
+    with why: equal numbers there are one result, not a tie between two methods."""
+    same = identical_masks(df)
+    if setup is not None:
+        same = same[same["setup"] == setup]
+    out = []
+    for pair, g in same.groupby("recipes", sort=False):
+        columns = ", ".join(column_title(t) for t in g[SETTING].itertuples(index=False, name=None))
+        out.append(f"{pair.replace(' = ', ' and ')} chose identical final masks on every seed at {columns}: "
+                   f"{identical_reason(pair)}. Their rows there are one result, not two.")
+    return out
+
+
+SIZE_LEGEND = ("Sparse file: the bytes of `model.sparse.safetensors` against the dense state_dict, mean over the "
+               "cell's runs (1 KB = 1000 bytes). FLOPs xN: the dense network's FLOPs over the pruned one's (the "
+               "inverse of the cell's mean remaining FLOPs). Measured: dense ms / sparse ms of one forward pass at "
+               "each batch size, for runs exported with `fggp export RUN_DIR`; it stays far below the FLOP ratio "
+               "where no sparse kernel serves a layer. (k of n runs): only k of the cell's n runs recorded the "
+               f"number. {NOT_RECORDED}: not recorded (runs from before these fields, or never exported).")
+
+
+def size_speed_markdown(df: pd.DataFrame, heading: str = "###") -> str:
+    """Per setup, a compact table of each cell's sparse file against the dense one and its FLOP ratio beside the
+    speedup measured, and where it was measured; one sentence when no run recorded any of them."""
+    s = size_speed(df)
+    if s.empty:
+        return f"No completed runs yet: {NO_RUNS_HINT}."
+    if not (s["sized_runs"].sum() or s["flops_runs"].sum() or s["exported_runs"].sum()):
+        return (f"No run recorded its file size, FLOPs or a measured speed ({NOT_RECORDED} everywhere): the runs are "
+                "older than these fields; `fggp export RUN_DIR` measures one.")
+    labels = setups(df)
+    lines = [SIZE_LEGEND, ""]
+    for setup in labels:
+        here = s[s["setup"] == setup]
+        if here.empty:
+            continue
+        if len(labels) > 1 or setup != ONE_SETUP:
+            lines += [f"{heading} Size and speed, setup: {setup}", ""]
+        view = pd.DataFrame({
+            "column": [column_title(t) for t in here[SETTING].itertuples(index=False, name=None)],
+            "recipe": here["recipe"], "sparse file": [size_text(r) for _, r in here.iterrows()],
+            "FLOPs and measured speedup": [speed_text(r) for _, r in here.iterrows()],
+        })
+        lines += [markdown_table(view, index=False), ""]
+        where = sorted({w for m in here["measured_on"] if m for w in m.split("; ")})
+        if where:
+            lines += [f"Measured on: {'; '.join(where)}.", ""]
+    broken = df[(df["status"] == "completed") & df["export_error"].notna()] if "export_error" in df else df.iloc[:0]
+    if len(broken):
+        lines += [f"Unreadable export.json, its numbers left out: "
+                  + "; ".join(f"{short_id(i)} ({e.split(': ', 2)[-1]})" for i, e in zip(broken["run_id"],
+                                                                                   broken["export_error"])) + ".", ""]
+    return "\n".join(lines)
+
+
 TABLE_LEGEND = (f"Cells: mean final test accuracy in percent, its 95% t interval over seeds in brackets, n = "
                 f"completed seeds; {FEW_MARK} marks n < {FEW_SEEDS} (an interval from two seeds is very wide, "
                 f"from one there is none); {COLLAPSE_MARK} marks a cell with a run whose final mask collapsed a "
                 f"layer; {NA_CELL}: the sweep found the point infeasible; {EMPTY_CELL}: no completed run. "
-                "Dense is the unpruned upper bound. **Bold** is the best pruned mean of the column; whether it "
+                "Dense is the unpruned upper bound. **Bold** is the best pruned mean of the column, where at least two "
+                "pruned recipes compete (a recipe alone in its column has nothing to beat); whether it "
                 f"is really ahead is the paired test below each table (separated when p < {ALPHA} after the "
                 "Benjamini-Hochberg adjustment over the table's columns, p (BH); 'within noise' means the seeds "
                 "cannot tell the two apart).")
