@@ -653,8 +653,8 @@ def test_check_parameters_refuses_a_name_papermill_injected_that_the_notebook_do
     injected = "# Parameters\nruns_dri = \"x\"\nreport_dir = \"y\"\n"
     namespace = {"In": ["", "runs_dir = 'a'\nreport_dir = 'b'", injected], "runs_dir": "a", "report_dir": "y",
                  "runs_dri": "x"}
-    with pytest.raises(ValueError, match=r"^runs_dri: not a parameter of this notebook \(it takes runs_dir, "
-                                         r"report_dir\)$"):
+    with pytest.raises(ValueError, match=r"^runs_dri: not a parameter of this notebook \(did you mean runs_dir\?\); "
+                                         r"its parameters are report_dir, runs_dir$"):
         check_parameters(namespace, PARAMETERS)
     namespace["In"][2] = "# Parameters\nruns_dir = \"x\"\n"
     assert check_parameters(namespace, PARAMETERS) == ["runs_dir"]
@@ -693,7 +693,8 @@ def test_notebook_03_refuses_a_misspelt_parameter_or_a_runs_dir_without_runs_in_
     (tmp_path / "empty").mkdir()
     parameters, message = {
         "typo": ({"runs_dri": str(tmp_path), "report_dir": str(tmp_path / "r")},
-                 "runs_dri: not a parameter of this notebook (it takes runs_dir, report_dir)"),
+                 "runs_dri: not a parameter of this notebook (did you mean runs_dir?); its parameters are "
+                 "report_dir, runs_dir"),
         "empty": ({"runs_dir": str(tmp_path / "empty"), "report_dir": str(tmp_path / "r")},
                   f"runs_dir: '{tmp_path / 'empty'}' holds no runs"),
     }[case]

@@ -18,6 +18,7 @@ notebook is run again in the same kernel, are never mistaken for parameters.
 from __future__ import annotations
 
 import ast
+import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -51,10 +52,12 @@ def check_parameters(namespace: dict, expected: Mapping[str, type | tuple[type, 
     ``expected``: any type; a float parameter also takes an int, an int one never a bool). ``namespace`` is
     the notebook's ``globals()``. Returns the names papermill injected ([] when run by hand)."""
     injected = _injected_names(namespace.get("In")) or []
-    known = ", ".join(expected)
     for name in injected:
-        if name not in expected:
-            raise ValueError(f"{name}: not a parameter of this notebook (it takes {known})")
+        if name not in expected:  # worded as fggp.viz.runs.check_parameters words it for notebooks 01 and 02
+            close = difflib.get_close_matches(name, sorted(expected), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(f"{name}: not a parameter of this notebook{hint}; its parameters are "
+                             f"{', '.join(sorted(expected))}")
     for name, types in expected.items():
         if name not in namespace:
             raise ValueError(f"{name}: the parameters cell did not define it")
