@@ -267,7 +267,7 @@ def plot_layer_density(result: dict) -> Figure:
 CONFIG_GROUPS = {
     "model and data": ("arch", "dataset", "augment", "batch_size"),
     "pruning": ("recipe", "target_sparsity", "initial_sparsity", "rate", "grad_window", "prune_start_epoch",
-                "prune_end_epoch", "prune_every", "include", "exclude"),
+                "prune_end_epoch", "prune_every", "pattern", "include", "exclude"),
     "optimizer": ("epochs", "optimizer", "lr", "momentum", "nesterov", "betas", "eps", "weight_decay",
                   "lr_schedule", "lr_milestones", "lr_gamma", "warmup_epochs"),
     "evaluation": ("val_size", "bn_recalibrate"),
