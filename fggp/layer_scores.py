@@ -251,7 +251,8 @@ def layer_view(model: nn.Module, grads: dict[str, torch.Tensor], layer: str | No
     active = None
     if masks is not None and name in masks:
         if masks[name].shape != weight.shape:
-            raise ValueError(f"masks: the mask of {name!r} is {list(masks[name].shape)}, the weight {list(weight.shape)}")
+            raise ValueError(f"masks: the mask of {name!r} is {list(masks[name].shape)}, "
+                             f"the weight {list(weight.shape)}")
         active = masks[name].detach().bool().cpu().flatten().clone()
     return LayerScores(name, weight, grad, weight.abs().flatten(), grad.abs().flatten(), active)
 

@@ -320,7 +320,8 @@ fixed:
     assert [(c.lr, c.epochs, c.weight_decay) for c in expand(spec)] == [(0.001, 2, 1e-4), (0.02, 2, 1e-4),
                                                                         (15.0, 2, 1e-4)]
     with pytest.raises(ValueError, match=r"^grid: key 'epochs' is given twice \(line 6\)"):
-        load_grid(write(tmp_path, "x-b: &b {arch: tiny}\ngrid: {seed: [1]}\nfixed:\n  <<: *b\n  epochs: 1\n  epochs: 2\n"))
+        load_grid(write(tmp_path, "x-b: &b {arch: tiny}\ngrid: {seed: [1]}\n"
+                                  "fixed:\n  <<: *b\n  epochs: 1\n  epochs: 2\n"))
     with pytest.raises(ValueError, match=r"^grid key: 'base' is not one of name, grid, fixed \(a key starting with x-"):
         load_grid(write(tmp_path, "base: &b {arch: tiny}\ngrid: {seed: [1]}\nfixed: {<<: *b}\n"))
 

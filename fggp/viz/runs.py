@@ -447,6 +447,7 @@ def save_figures(run_dir, figures: dict[str, Figure], dpi: int = 120) -> dict[st
 
 
 __all__ = ["RunRecord", "load_run", "run_title", "config_view", "EpochLog", "epoch_header", "epoch_line",
-           "summary_line", "check_parameters", "check_notebook", "notebook_config", "NOTEBOOK_PARAMETERS", "NOTEBOOK_NAMES",
+           "summary_line", "check_parameters", "check_notebook", "notebook_config", "NOTEBOOK_PARAMETERS",
+           "NOTEBOOK_NAMES",
            "plot_training_curves", "plot_sparsity", "plot_layer_density", "result_table",
            "save_figures", "scheduled_curve", "BEST_LABEL"]
