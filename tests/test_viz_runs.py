@@ -212,7 +212,7 @@ def test_check_parameters_refuses_a_name_the_notebook_does_not_have():
 
     params = {name: None for name in NOTEBOOK_PARAMETERS}
     namespace = {**params, "In": [""], "Out": {}, "get_ipython": print, "exit": None, "quit": None, "_i1": "x",
-                 "math": math, "Path": Path, "run": run}
+                 "math": math, "Path": Path, "run": run, "PAPERMILL_INPUT_PATH": "02.ipynb"}
     check_parameters(dict(namespace), NOTEBOOK_PARAMETERS, NOTEBOOK_NAMES)
     with pytest.raises(ValueError, match=r"^epoch: not a parameter of this notebook \(did you mean epochs\?\); its "
                                          r"parameters are arch, batch_size, "):

@@ -31,7 +31,8 @@ NOTEBOOK_PARAMETERS = ("arch", "dataset", "recipe", "target_sparsity", "initial_
                        "batch_size", "lr", "prune_start_epoch", "prune_end_epoch", "prune_every", "seed", "device",
                        "data_dir", "deterministic", "out_dir", "extra_config")
 NOTEBOOK_NAMES = ("config", "run_dir", "result", "curves", "sparsity", "density", "saved")
-IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
+IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open",
+                           "PAPERMILL_INPUT_PATH", "PAPERMILL_OUTPUT_PATH"})  # papermill --inject-paths
 _CHECKED = "_fggp_parameters_checked"
 
 
@@ -40,8 +41,8 @@ def check_parameters(namespace: dict, expected, defined_later=()) -> None:
     naming it: papermill injects ``-p epoch 1`` (for ``epochs``) as a new variable and only warns, so the
     run would go on with every default. Call it in the notebook's first cell after the parameters.
 
-    Names starting with "_", modules, functions, classes and IPython's own (In, Out, get_ipython, exit,
-    quit, open) pass. ``defined_later``, the names the notebook's own cells assign, pass only once this
+    Names starting with "_", modules, functions, classes, IPython's own (In, Out, get_ipython, exit,
+    quit, open) and papermill's ``--inject-paths`` variables pass. ``defined_later``, the names the notebook's own cells assign, pass only once this
     check has passed in the kernel (a second Run All finds them there); in a fresh kernel, as papermill
     starts, they are typos like any other (``-p sparsity 0.9`` in notebook 02).
     """
