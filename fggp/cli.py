@@ -6,6 +6,7 @@
     fggp sweep GRID.yaml --dry-run [--out DIR]  where each point of the grid stands; runs nothing
     fggp report [RUNS_DIR]                      the aggregation alone
     fggp results SWEEP_OUT... --out DOC.md      several sweeps in one evidence document (docs/RESULTS.md)
+    fggp export RUN_DIR [--out DIR]             a completed run as small files, with measured size and speed
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ def _results(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from .export import export_run
+
+    export_run(args.run_dir, args.out, repeats=args.repeats, measure=not args.no_measure)  # it logs where and what
+    return 0
+
+
 def _allowed(name: str) -> str:
     from .data import DATASETS
     from .models import MODELS
@@ -82,7 +90,8 @@ def _allowed(name: str) -> str:
             "momentum": "[0, 1); sgd only", "nesterov": "sgd only",
             "include": "globs over parameter names, comma-separated; empty: the default layers' weights",
             "exclude": "globs over parameter names, comma-separated",
-            "plugins": ".py files or module names, comma-separated"}.get(name, "")
+            "plugins": ".py files or module names, comma-separated",
+            "pattern": "N:M such as 2:4 (quote it in YAML); target_sparsity must then be 1 - N/M"}.get(name, "")
 
 
 def _fields_help() -> str:
@@ -152,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="docs/RESULTS.md", help="the Markdown file; figures go to its folder's results/")
     p.add_argument("--subject", default="fggp", help="the recipe whose wins and losses the findings spell out")
     p.set_defaults(func=_results)
+    p = sub.add_parser("export", help="a completed run as a plain state_dict, a sparse safetensors file and ONNX, "
+                                      "with measured size and latency (export.json)")
+    p.add_argument("run_dir", help="a completed run's directory (OUT/runs/<run-id>)")
+    p.add_argument("--out", default=None, help="default: RUN_DIR/export")
+    p.add_argument("--repeats", type=int, default=20, help="timed forward passes per batch size (median)")
+    p.add_argument("--no-measure", action="store_true", help="write the files, skip the latency measurement")
+    p.set_defaults(func=_export)
     return parser
 
 
@@ -169,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:  # e.g. a disk that filled up: one line, not a traceback
         print(f"fggp: error: {err.filename or 'os'}: {err.strerror or err}", file=sys.stderr)
         return 1
+    except Exception as err:  # a notebook's own check (papermill carries the cell's exception): one line too
+        if getattr(err, "ename", None) != "ValueError":
+            raise
+        print(f"fggp: error: {str(err.evalue).splitlines()[0]}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

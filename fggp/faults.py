@@ -4,7 +4,8 @@ Points: ``step`` (after an optimizer step, so mid-epoch), ``prune`` (inside a pr
 new masks are chosen and before they are applied), ``checkpoint_write`` (a checkpoint's bytes are on
 disk under a temporary name, not yet renamed), ``checkpoint_rotate`` (the old checkpoint was moved
 aside, the new one is not written yet), ``epoch_end`` (the epoch's checkpoint is in place, its
-metrics.jsonl row not yet written). Unset, ``reach`` is one comparison.
+metrics.jsonl row not yet written), ``notebook_executed`` (a sweep point's notebook ran, its executed copy is
+not yet renamed into place). Unset, ``reach`` is one comparison.
 """
 
 from __future__ import annotations

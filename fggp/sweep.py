@@ -283,18 +283,14 @@ def report(runs_dir: str | Path = "outputs/runs", report_dir: str | Path | None 
            expect: set[str] | None = None) -> Path:
     """Execute the aggregation notebook over ``runs_dir``; the executed notebook lands in the report dir.
 
-    A ``runs_dir`` that does not exist is an error (a misspelt path would give a report of nothing), and
-    so is a report that misses any completed run named in ``expect``.
+    A ``runs_dir`` that does not exist or holds no runs is an error (a misspelt path would give a report of
+    nothing), and so is a report that misses any completed run named in ``expect``.
     """
-    from .report import load_results
+    from .report import check_runs_dir, load_results
 
     if runs_dir is None or not str(runs_dir).strip():  # Path("") is "." : a report of whatever is here
         raise ValueError(f"runs_dir: {str(runs_dir)!r} is empty; give a sweep's runs directory, e.g. outputs/runs")
-    runs_dir = Path(runs_dir).absolute()
-    if not runs_dir.exists():
-        raise ValueError(f"runs_dir: {str(runs_dir)!r} does not exist")
-    if not runs_dir.is_dir():
-        raise ValueError(f"runs_dir: {str(runs_dir)!r} is a file; it must be a directory")
+    runs_dir = check_runs_dir(Path(runs_dir).absolute())  # holds runs: an empty folder is not a report either
     report_dir = check_out_dir(report_dir if report_dir is not None else runs_dir.parent / "report", "report_dir")
     report_dir.mkdir(parents=True, exist_ok=True)
     execute_notebook(REPORT_NOTEBOOK, report_dir / REPORT_NOTEBOOK.name,

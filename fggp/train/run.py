@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from .. import __version__, faults
 from ..data import DeviceLoader, load_dataset, with_validation
 from ..models import build_model, flops
-from ..pruning import Pruner
+from ..pruning import NonFiniteScores, Pruner
 from .checkpoint import (check_out_dir, jsonl_bytes, load_checkpoint, metrics_problem, read_result, result_problem,
                          save_checkpoint, write_json, write_metrics, write_result)
 from .config import PLUGIN_DIGESTS, RunConfig
@@ -286,7 +286,12 @@ class _Trainer:
         c = self.config
         while self.epoch < c.epochs:
             started = time.perf_counter()
-            train_loss, train_acc, bad_step = self._train_epoch(self.epoch)
+            try:
+                train_loss, train_acc, bad_step = self._train_epoch(self.epoch)
+            except NonFiniteScores as err:
+                if not err.diverged:  # the order's own scores: a faulty criterion, a failed run
+                    raise
+                bad_step = self.pruner.step  # weights or gradients went non-finite before the loss check saw it
             if bad_step is not None:
                 return self.finish("diverged", diverged_step=bad_step)
             test_loss, test_acc = self.evaluate()
