@@ -16,11 +16,13 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # Notebooks 01 and 02 run under nbval from a scratch copy, so their default ../outputs is not the user's.
+# One pytest-xdist worker per core, one thread each (workers with all threads each oversubscribe the cores).
 # Notebook 03 refuses a runs_dir without runs (the scratch copy has none); tests/test_report.py executes it
 # end to end on a fixture of runs instead.
 test: $(STAMP)
 	@scratch=$$(mktemp -d) && mkdir $$scratch/notebooks && cp notebooks/01_*.ipynb notebooks/02_*.ipynb $$scratch/notebooks/ && \
-	$(BIN)/python -m pytest -c pyproject.toml --rootdir . -q --durations=20 tests $$scratch/notebooks --nbval-lax --nbval-current-env; \
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -c pyproject.toml --rootdir . -q --durations=20 \
+	  -n auto --dist loadfile tests $$scratch/notebooks --nbval-lax --nbval-current-env; \
 	status=$$?; rm -rf $$scratch; exit $$status
 
 quick: $(STAMP)

@@ -16,6 +16,26 @@ def resilience():
     return _COUNTS
 
 
+class _WorkerCounts:
+    """Under pytest-xdist (``make test`` runs two workers) each worker counts its own cases; the counts travel
+    to the controller, which prints their sum."""
+
+    @pytest.hookimpl
+    def pytest_testnodedown(self, node, error):
+        _COUNTS.update(getattr(node, "workeroutput", {}).get("resilience", {}))
+
+
+def pytest_configure(config):
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_WorkerCounts(), "fggp-resilience-counts")
+
+
+def pytest_sessionfinish(session):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a worker: hand the counts over
+        workeroutput["resilience"] = dict(_COUNTS)
+
+
 def pytest_terminal_summary(terminalreporter):
     if _COUNTS:
         c = _COUNTS

@@ -394,9 +394,13 @@ def test_infeasible_points_are_not_applicable(tmp_path, monkeypatch, capsys):
 
 def test_a_report_that_misses_completed_runs_is_an_error(tmp_path, monkeypatch):
     from fggp.sweep import report
+    from fggp.train import RunConfig
 
     monkeypatch.setattr("fggp.sweep.execute_notebook", lambda *a, **k: None)  # a report written elsewhere
     (tmp_path / "runs").mkdir()
+    config = RunConfig(arch="tiny", dataset="synthetic", recipe="fggp", target_sparsity=0.8, seed=1, epochs=2,
+                       prune_end_epoch=1)  # planned by the sweep (so the folder is a sweep's), never run
+    (tmp_path / "sweep.json").write_text(json.dumps({"points": [{"run_id": config.run_id, "config": config.to_dict()}]}))
     with pytest.raises(RuntimeError, match="lists 0 of the 1 completed runs"):
         report(tmp_path / "runs", tmp_path / "report", expect={"tiny-synthetic-fggp-s0.8-i0-seed1-0123456789"})
 
