@@ -8,6 +8,7 @@ import torch
 
 from fggp.train import RunConfig, lr_at, run
 from fggp.train.run import build_optimizer
+from test_train import _interrupt_at  # tests/ is on the path: pytest prepends each test file's folder
 
 QUICK = dict(arch="tiny", dataset="synthetic", epochs=3, prune_end_epoch=2, prune_every=5, lr=0.05,
              batch_size=128, progress=False, deterministic=True)
@@ -86,19 +87,6 @@ def test_adamw_is_built_with_its_fields():
     assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["nesterov"]
 
 
-def _interrupt_after(monkeypatch, step):
-    from fggp.pruning import Pruner
-
-    original = Pruner.after_step
-
-    def after_step(self):
-        original(self)
-        if self.step == step:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Pruner, "after_step", after_step)
-
-
 def test_adamw_cosine_run_prunes_to_target_and_resumes_exactly(tmp_path, monkeypatch):
     """AdamW's moments are zero at pruned weights after every step, and a run killed mid-epoch (mid warm-up
     lr ramp) resumes to the same bits."""
@@ -106,7 +94,7 @@ def test_adamw_cosine_run_prunes_to_target_and_resumes_exactly(tmp_path, monkeyp
                        optimizer="adamw", weight_decay=0.05, lr_schedule="cosine", warmup_epochs=1)
     whole = run(config, tmp_path / "whole")
     with monkeypatch.context() as m:
-        _interrupt_after(m, 21)
+        _interrupt_at(m, 21)
         with pytest.raises(KeyboardInterrupt):
             run(config, tmp_path / "cut")
     resumed = run(config, tmp_path / "cut")

@@ -90,12 +90,7 @@ def plot_accuracy_vs_sparsity(df: pd.DataFrame) -> Figure:
     panels = [(st, arch) for st in setups(df) for arch in sorted(set(s.loc[s["setup"] == st, "arch"]))]
     if not panels:
         return _no_runs_figure()
-    fig = Figure(figsize=(max(5.0, 4.6 * len(panels)), 4.8), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)[0])
-    labels = sorted(set(s["recipe"]), key=_recipe_order)
-    colors = {lab: f"C{i % 10}" for i, lab in enumerate(lab for lab in labels if not _is_dense(lab))}
-    styles = ["-", "--", ":", "-."]
-    initials = sorted(set(_pruned(s)["initial_sparsity"]))
+    fig, axes, colors, styles, initials = _canvas(s, panels)
     handles: dict[str, object] = {}
     for ax, (setup, arch) in zip(axes, panels):
         here = s[(s["setup"] == setup) & (s["arch"] == arch)]
@@ -116,6 +111,16 @@ def plot_accuracy_vs_sparsity(df: pd.DataFrame) -> Figure:
         ax.set_xlabel("target sparsity")
     _legend(fig, handles, cells, panels)
     return fig
+
+
+def _canvas(s: pd.DataFrame, panels: list) -> tuple:
+    """One panel per (setup, arch), a colour per pruned recipe and a line style per initial sparsity: the same
+    in both accuracy figures, so a recipe looks alike in each."""
+    fig = Figure(figsize=(max(5.0, 4.6 * len(panels)), 4.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)[0])
+    labels = sorted(set(s["recipe"]), key=_recipe_order)
+    colors = {lab: f"C{i % 10}" for i, lab in enumerate(lab for lab in labels if not _is_dense(lab))}
+    return fig, axes, colors, ["-", "--", ":", "-."], sorted(set(_pruned(s)["initial_sparsity"]))
 
 
 NUDGE_DECADES = 0.01  # recipes' sideways offset on the log FLOPs axis: x 1.023 per recipe
@@ -140,12 +145,7 @@ def plot_accuracy_vs_flops(df: pd.DataFrame) -> Figure:
     cells = cells.merge(flops, on=["setup", *SETTING, "recipe"], how="left")
     dense_cells = cells[_dense(cells["recipe"])].drop_duplicates(["setup", "arch", "recipe"])  # one per column
     cells = _pruned(cells)
-    fig = Figure(figsize=(max(5.0, 4.6 * len(panels)), 4.8), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)[0])
-    labels = sorted(set(s["recipe"]), key=_recipe_order)
-    colors = {lab: f"C{i % 10}" for i, lab in enumerate(lab for lab in labels if not _is_dense(lab))}
-    styles = ["-", "--", ":", "-."]
-    initials = sorted(set(_pruned(s)["initial_sparsity"]))
+    fig, axes, colors, styles, initials = _canvas(s, panels)
     handles: dict[str, object] = {}
     for ax, (setup, arch) in zip(axes, panels):
         here = s[(s["setup"] == setup) & (s["arch"] == arch)]
