@@ -3,7 +3,8 @@
     fggp sweep configs/quick.yaml --jobs 2 --out outputs
     fggp sweep configs/quick.yaml --dry-run          # where each point stands; runs nothing
 
-A grid file has ``grid`` (RunConfig field -> non-empty list of values; the runs are their product),
+A grid file has ``grid`` (RunConfig field -> non-empty list of values; the runs are their product, or
+a list of such mappings: the union of their products, e.g. more seeds for some recipes only),
 ``fixed`` (RunConfig field -> value, for every run) and an optional ``name``. The file, every point and
 ``--out`` are checked before anything is written; a duplicate key anywhere is an error, not "last one
 wins". Completed points are skipped, interrupted ones resume from their checkpoint, a failing point (a
@@ -114,26 +115,40 @@ def load_grid(path: str | Path) -> dict:
             raise ValueError(f"grid key: {key!r} is not one of {', '.join(GRID_KEYS)} (a key starting with "
                              f"{ANCHOR_PREFIX} may hold YAML anchors, e.g. for <<: *base)")
     fields = [f.name for f in dataclasses.fields(RunConfig)]
-    for section in ("grid", "fixed"):
-        body = spec.get(section)
+    grid = spec.get("grid")
+    if isinstance(grid, list):
+        if not grid:
+            raise ValueError("grid: an empty list gives no runs; give a mapping of fields, or a list of them")
+        sections = [(f"grid[{i}]", body) for i, body in enumerate(grid)]
+    else:
+        sections = [("grid", grid)]
+    for section, body in [*sections, ("fixed", spec.get("fixed"))]:
         if body is None:
             body = {}
         if not isinstance(body, dict):
-            raise ValueError(f"{section}: must be a mapping of RunConfig fields")
+            raise ValueError(f"{section}: must be a mapping of RunConfig fields"
+                             + (" (or a list of such mappings)" if section == "grid" else ""))
         for key in body:
             if key not in fields:
                 raise ValueError(f"{section}.{key}: unknown field; fields are {', '.join(fields)}")
-    grid = spec.get("grid") or {}
-    if not grid:
-        raise ValueError("grid: no field to vary; give at least one RunConfig field a list of values "
-                         "(a single run is `fggp run`)")
-    for key, values in grid.items():
-        if isinstance(values, list) and not values:
-            raise ValueError(f"grid.{key}: an empty list gives no runs; give at least one value")
-    both = sorted(set(grid) & set(spec.get("fixed") or {}))
-    if both:
-        raise ValueError(f"fixed.{both[0]}: also in grid; give it in one place")
+    for section, body in sections:
+        if not body:
+            raise ValueError(f"{section}: no field to vary; give at least one RunConfig field a list of values "
+                             "(a single run is `fggp run`)")
+        for key, values in body.items():
+            if isinstance(values, list) and not values:
+                raise ValueError(f"{section}.{key}: an empty list gives no runs; give at least one value")
+        both = sorted(set(body) & set(spec.get("fixed") or {}))
+        if both:
+            raise ValueError(f"fixed.{both[0]}: also in {section}; give it in one place")
     return spec
+
+
+def subgrids(spec: dict) -> list[dict]:
+    """The grid's mappings (field -> list of values): one, or each of a list; the runs are their union."""
+    grid = spec.get("grid") or {}
+    return [{k: (v if isinstance(v, list) else [v]) for k, v in g.items()}
+            for g in (grid if isinstance(grid, list) else [grid])]
 
 
 def _stable_id(fields: dict) -> str:
@@ -153,14 +168,13 @@ def expand(spec: dict, data_dir: str | None = None) -> list[RunConfig | NotAppli
     dense); one that no point's recipe reads is an error. A point the recipe cannot reach
     (``Infeasible``) is a NotApplicable with its reason; any other bad value rejects the whole grid.
     """
-    grid = {k: (v if isinstance(v, list) else [v]) for k, v in (spec.get("grid") or {}).items()}
+    grids = subgrids(spec)
     fixed = dict(spec.get("fixed") or {})
     if data_dir is not None:
         fixed.setdefault("data_dir", data_dir)
     points: dict[str, RunConfig | NotApplicable] = {}
     used = {knob: False for knob in RECIPE_KNOBS}
-    for values in itertools.product(*grid.values()):
-        varied = dict(zip(grid, values))
+    for varied in (dict(zip(g, values)) for g in grids for values in itertools.product(*g.values())):
         fields = {**fixed, **varied, "progress": False}
         recipe = fields.get("recipe", RunConfig.recipe)
         for knob in RECIPE_KNOBS:
@@ -181,8 +195,9 @@ def expand(spec: dict, data_dir: str | None = None) -> list[RunConfig | NotAppli
             raise ValueError(f"grid point {json.dumps(varied, default=str)}: {err}") from None
         points.setdefault(config.run_id, config)
     for knob, applied in used.items():
-        given = knob in grid or fixed.get(knob) is not None
-        if given and not applied and any(v is not None for v in grid.get(knob, [fixed.get(knob)])):
+        given = any(knob in g for g in grids) or fixed.get(knob) is not None
+        values = [v for g in grids for v in g.get(knob, [fixed.get(knob)])]
+        if given and not applied and any(v is not None for v in values):
             recipes = sorted({c.recipe for c in points.values() if isinstance(c, RunConfig)})
             raise ValueError(f"{knob}: no recipe of the grid reads it ({', '.join(recipes)}); leave it unset")
     return list(points.values())
@@ -373,7 +388,12 @@ def status(grid_path: str | Path, out: str | Path = "outputs") -> pd.DataFrame:
     if Path(out).exists() and not Path(out).is_dir():
         raise ValueError(f"out: {str(out)!r} is a file; it must be a directory")
     spec = load_grid(grid_path)
-    varied = [k for k, v in (spec.get("grid") or {}).items() if isinstance(v, list) and len(v) > 1]
+    values: dict[str, list] = {}
+    for g in subgrids(spec):
+        for k, v in g.items():
+            seen = values.setdefault(k, [])
+            seen += [x for x in v if x not in seen]
+    varied = [k for k, v in values.items() if len(v) > 1]
     rows = []
     for point in expand(spec):
         if isinstance(point, NotApplicable):

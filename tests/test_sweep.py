@@ -34,6 +34,12 @@ def write(tmp_path, text, name="grid.yaml"):
         ("grid: {arch: [tiny]}\nfixed: {epoch: 3}\n", r"^fixed.epoch: unknown field"),
         ("grid: {recipe: [fggp, obd]}\n", r"^recipe: 'obd' is not one of"),
         ("grid: {target_sparsity: [0.9, 1.2]}\n", r"^target_sparsity: 1.2 is outside"),
+        ("grid: []\n", r"^grid: an empty list gives no runs"),
+        ("grid: [{seed: [1]}, 3]\n", r"^grid\[1\]: must be a mapping of RunConfig fields$"),
+        ("grid: [{seed: [1]}, {colour: [red]}]\n", r"^grid\[1\].colour: unknown field"),
+        ("grid: [{seed: [1]}, {seed: []}]\n", r"^grid\[1\].seed: an empty list gives no runs"),
+        ("grid: [{seed: [1]}, {}]\n", r"^grid\[1\]: no field to vary"),
+        ("grid: [{seed: [1]}, {epochs: [2]}]\nfixed: {epochs: 3}\n", r"^fixed.epochs: also in grid\[1\]"),
     ],
 )
 def test_bad_grids_are_refused_before_any_run(tmp_path, text, message):
@@ -52,6 +58,28 @@ def test_expand_is_the_product_with_dense_once():
     assert sum(c.recipe == "dense" for c in configs) == 2
     assert {c.target_sparsity for c in configs if c.recipe == "gmp"} == {0.9, 0.95}
     assert all(c.epochs == 2 and c.arch == "tiny" for c in configs)
+
+
+def test_a_list_of_grids_is_the_union_of_their_products(tmp_path):
+    fixed = {"arch": "tiny", "dataset": "synthetic", "epochs": 2, "prune_end_epoch": 1}
+    spec = {"grid": [{"seed": [1, 2], "recipe": ["dense", "fggp", "gmp"], "target_sparsity": [0.9, 0.95]},
+                     {"seed": [3, 4], "recipe": ["dense", "fggp"], "target_sparsity": [0.95]},
+                     {"seed": [1], "recipe": ["fggp"], "target_sparsity": [0.9]}],  # already in the first
+            "fixed": fixed}
+    configs = expand(spec)
+    expected = {("dense", 0.0, s) for s in (1, 2, 3, 4)} | {(r, t, s) for r in ("fggp", "gmp") for t in (0.9, 0.95)
+                                                            for s in (1, 2)} | {("fggp", 0.95, 3), ("fggp", 0.95, 4)}
+    assert sorted((c.recipe, c.target_sparsity, c.seed) for c in configs) == sorted(expected)
+    assert len({c.run_id for c in configs}) == len(configs) == 14
+    assert [c.seed for c in configs[:2]] == [1, 1]  # order: grid by grid, first field slowest
+    # One grid file, the same ids as the single grids it joins: adding seeds later keeps the finished runs.
+    alone = expand({"grid": spec["grid"][0], "fixed": fixed})
+    assert {c.run_id for c in alone} <= {c.run_id for c in configs}
+    path = write(tmp_path, "grid:\n  - {seed: [1, 2], recipe: [dense, fggp]}\n  - {seed: [3], recipe: [fggp]}\n"
+                           "fixed: {arch: tiny, dataset: synthetic, epochs: 2, prune_end_epoch: 1}\n")
+    table = status(path, tmp_path / "out")
+    assert list(table.columns[:2]) == ["seed", "recipe"] and len(table) == 5
+    assert sorted(table["seed"]) == [1, 1, 2, 2, 3]
 
 
 @pytest.fixture

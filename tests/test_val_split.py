@@ -1,12 +1,13 @@
 """The optional validation split: held out of the training images, fixed for every run seed, part of the
-run's identity, evaluated unaugmented every epoch, and the only thing a run selects on."""
+run's identity, evaluated unaugmented every epoch, and the only thing a run selects on. The optional
+training subset likewise: drawn from what the split leaves, fixed for every run seed, part of the identity."""
 
 import json
 
 import pytest
 import torch
 
-from fggp.data import Dataset, Split, load_dataset, with_validation
+from fggp.data import Dataset, Split, load_dataset, with_train_subset, with_validation
 from fggp.train import RunConfig, run
 from fggp.train.run import _Trainer
 
@@ -106,3 +107,47 @@ def test_run_without_split_has_no_validation(tmp_path):
     assert "val_acc" not in rows[0]
     assert result["best_val_acc"] is result["best_val_epoch"] is result["test_acc_at_best_val"] is None
     assert result["final_test_acc"] is not None
+
+
+def test_training_subset_is_stratified_fixed_and_drawn_from_what_validation_leaves():
+    data = with_validation(_numbered(), 50)
+    sub = with_train_subset(data, 100)
+    kept, train = _ids(sub.train), _ids(data.train)
+    assert len(kept) == 100 and set(kept) <= set(train) and set(kept).isdisjoint(_ids(data.val))
+    assert kept == sorted(kept) and len(set(kept)) == 100
+    assert sub.train.labels.tolist() == [i % 10 for i in kept]
+    assert torch.bincount(sub.train.labels).tolist() == [10] * 10  # stratified
+    assert sub.val is data.val and sub.test is data.test
+    torch.manual_seed(7)  # the same images whatever the global seed
+    assert _ids(with_train_subset(data, 100).train) == kept
+    assert _ids(with_train_subset(data, 100, seed=2).train) != kept
+    assert with_train_subset(data, 250) is data  # all of them: unchanged
+
+
+@pytest.mark.parametrize("size", [0, 301, -5, 2.5, True, 5])
+def test_bad_train_subset_is_one_line(size):
+    with pytest.raises(ValueError, match=r"^train_subset: ") as err:
+        with_train_subset(_numbered(), size)
+    assert "\n" not in str(err.value)
+
+
+def test_train_subset_field_and_identity():
+    plain, sub = RunConfig(**QUICK), RunConfig(**QUICK, train_subset=500)
+    assert "train_subset" not in plain.identity() and sub.identity()["train_subset"] == 500
+    assert plain.run_id != sub.run_id
+    with pytest.raises(ValueError, match=r"^train_subset: -1 must be an integer >= 0$"):
+        RunConfig(**QUICK, train_subset=-1)
+    with pytest.raises(ValueError, match=r"^train_subset: 1300 must be 0 \(all\) or in \[10, 1237\] for the 1237 "
+                                         r"training images of digits left after val_size=200$"):
+        RunConfig(**QUICK, val_size=200, train_subset=1300)  # refused with the config, before any data
+    assert RunConfig.from_strings(["train_subset=300"], **QUICK).train_subset == 300
+
+
+def test_trainer_trains_on_the_subset_only(tmp_path):
+    config = RunConfig(**{**QUICK, "dataset": "synthetic"}, val_size=400, train_subset=600)
+    data = load_dataset("synthetic")
+    trainer = _Trainer(config, data, torch.device("cpu"), log=lambda msg: None)
+    expected = with_train_subset(with_validation(data, 400), 600)
+    assert len(trainer.train_loader.labels) == 600 and len(trainer.val_loader.labels) == 400
+    assert torch.equal(trainer.train_loader.images, expected.train.images)
+    assert len(trainer.train_loader) == 5  # 600 images in batches of 128: the epoch is shorter

@@ -12,6 +12,7 @@ from .datasets import (
     DatasetUnavailableError,
     Split,
     load_dataset,
+    with_train_subset,
     with_validation,
 )
 from .loader import DeviceLoader, apply_augmentation, augment, draw_augmentation
@@ -36,5 +37,6 @@ __all__ = [
     "load_dataset",
     "register_dataset",
     "unregister_dataset",
+    "with_train_subset",
     "with_validation",
 ]

@@ -132,6 +132,31 @@ def with_validation(data: Dataset, val_size: int, seed: int = VAL_SPLIT_SEED) ->
     return dataclasses.replace(data, train=train, val=val)
 
 
+TRAIN_SUBSET_SEED = 1  # one subset for every run seed, so paired runs train on the same images
+
+
+def with_train_subset(data: Dataset, size: int, seed: int = TRAIN_SUBSET_SEED) -> Dataset:
+    """Train on ``size`` of the training samples (after any validation split): stratified by class, the
+    same for every run seed. Why: a grid sized to a small machine says so in its config, instead of
+    training on other data; the test and validation splits are untouched."""
+    from sklearn.model_selection import train_test_split
+
+    n = len(data.train)
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= n:
+        raise ValueError(f"train_subset: {size!r} must be an integer in [1, {n}] for the {n} training "
+                         f"samples of {data.name} (0: all of them)")
+    if size == n:
+        return data
+    labels = data.train.labels.numpy()
+    try:
+        keep, _ = train_test_split(np.arange(n), train_size=size, stratify=labels, random_state=seed)
+    except ValueError as e:
+        raise ValueError(f"train_subset: {size} cannot give a subset stratified by class of the {n} training "
+                         f"samples of {data.name} ({e})") from None
+    keep = torch.from_numpy(np.sort(keep))
+    return dataclasses.replace(data, train=Split(data.train.images[keep], data.train.labels[keep]))
+
+
 # ---- cifar10 -------------------------------------------------------------------------------------
 
 # torchvision's ``CIFAR10`` attributes, written out so importing fggp does not import torchvision;

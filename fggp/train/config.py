@@ -39,7 +39,8 @@ NOT_IDENTITY = ("data_dir", "download", "progress", "device", "channels_last", "
 # Fields added after runs were made: at these values they are left out of the identity, so the run ids made
 # before each option existed stay valid (val_size and bn_recalibrate at 0 likewise).
 LATER_FIELDS = {"val_size": 0, "bn_recalibrate": 0, "optimizer": "sgd", "betas": [0.9, 0.999], "eps": 1e-8,
-                "lr_schedule": "step", "warmup_epochs": 0, "include": [], "exclude": [], "pattern": None}
+                "lr_schedule": "step", "warmup_epochs": 0, "include": [], "exclude": [], "pattern": None,
+                "train_subset": 0}
 # Digest of each imported plugin's source, by its resolved name: part of the identity of a run that uses it,
 # so an edited model, dataset or criterion is a new run and never "already completed" with the old result.
 PLUGIN_DIGESTS: dict[str, str] = {}
@@ -80,6 +81,7 @@ class RunConfig:
     channels_last: bool | None = None  # None: channels_last on CUDA; a layout, not part of the run's identity
     augment: bool | None = None  # None: the dataset's default (off for digits, mnist, fashion_mnist)
     val_size: int = 0  # training images held out for validation (stratified, one fixed split); 0: none
+    train_subset: int = 0  # train on this many of the rest (stratified, one fixed subset for every seed); 0: all
     compile: bool = False
     bn_recalibrate: int = 0  # >0: re-estimate BatchNorm statistics on this many train batches before each evaluation
     progress: bool = True
@@ -107,7 +109,7 @@ class RunConfig:
             )
         for name in ("epochs", "batch_size", "prune_every"):
             _integer(name, getattr(self, name), 1)
-        for name in ("prune_start_epoch", "prune_end_epoch", "seed", "val_size", "bn_recalibrate"):
+        for name in ("prune_start_epoch", "prune_end_epoch", "seed", "val_size", "train_subset", "bn_recalibrate"):
             _integer(name, getattr(self, name), 0)
         if self.prune_end_epoch > self.epochs:
             raise ValueError(
@@ -183,6 +185,12 @@ class RunConfig:
                 raise ValueError(f"val_size: {self.val_size} must be 0 (no validation split) or in [{classes}, "
                                  f"{n - classes}] for the {n} training images of {self.dataset} (a split "
                                  f"stratified by its {classes} classes)")
+        if self.train_subset and self.dataset in TRAIN_SIZES:
+            n = TRAIN_SIZES[self.dataset] - self.val_size
+            classes = dataset_info(self.dataset)["num_classes"]
+            if not classes <= self.train_subset <= n:
+                raise ValueError(f"train_subset: {self.train_subset} must be 0 (all) or in [{classes}, {n}] for the "
+                                 f"{n} training images of {self.dataset} left after val_size={self.val_size}")
         if recipe.prunes and (recipe.min_keep or self.include or self.exclude or self.pattern):  # up front
             sizes, shapes = layer_shapes(self.arch, tuple(SHAPES[self.dataset]), self.include, self.exclude)
             if self.pattern:

@@ -26,7 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import __version__, faults
-from ..data import DeviceLoader, load_dataset, with_validation
+from ..data import DeviceLoader, load_dataset, with_train_subset, with_validation
 from ..models import build_model, flops
 from ..pruning import NonFiniteScores, Pruner
 from .checkpoint import (check_out_dir, jsonl_bytes, load_checkpoint, metrics_problem, read_result, result_problem,
@@ -217,6 +217,8 @@ class _Trainer:
         torch.manual_seed(c.seed)
         if c.val_size:
             data = with_validation(data, c.val_size)
+        if c.train_subset:
+            data = with_train_subset(data, c.train_subset)
         augment = data.augment if c.augment is None else c.augment
         channels_last = self.runtime["channels_last"]
         self.train_loader = DeviceLoader(data.train, c.batch_size, train=True, mean=data.mean, std=data.std,

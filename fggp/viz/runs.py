@@ -266,7 +266,7 @@ def plot_layer_density(result: dict) -> Figure:
 
 
 CONFIG_GROUPS = {
-    "model and data": ("arch", "dataset", "augment", "batch_size"),
+    "model and data": ("arch", "dataset", "train_subset", "augment", "batch_size"),
     "pruning": ("recipe", "target_sparsity", "initial_sparsity", "rate", "grad_window", "prune_start_epoch",
                 "prune_end_epoch", "prune_every", "pattern", "include", "exclude"),
     "optimizer": ("epochs", "optimizer", "lr", "momentum", "nesterov", "betas", "eps", "weight_decay",
