@@ -7,6 +7,7 @@
     fggp report [RUNS_DIR]                      the aggregation alone
     fggp results SWEEP_OUT... --out DOC.md      several sweeps in one evidence document (docs/RESULTS.md)
     fggp export RUN_DIR [--out DIR]             a completed run as small files, with measured size and speed
+    fggp records SWEEP_OUT DEST                 a sweep's compact records (what `fggp results` reads) to commit
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ def _export(args) -> int:
     from .export import export_run
 
     export_run(args.run_dir, args.out, repeats=args.repeats, measure=not args.no_measure)  # it logs where and what
+    return 0
+
+
+def _records(args) -> int:
+    from .records import write_records
+
+    write_records(args.sweep, args.dest)  # it logs what it copied and what it left out
     return 0
 
 
@@ -168,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=20, help="timed forward passes per batch size (median)")
     p.add_argument("--no-measure", action="store_true", help="write the files, skip the latency measurement")
     p.set_defaults(func=_export)
+    p = sub.add_parser("records", help="copy a sweep's compact records (result.json, config.json, metrics.jsonl "
+                                       "per run, and sweep.json) to DEST, e.g. docs/results/NAME, to commit")
+    p.add_argument("sweep", metavar="SWEEP_OUT", help="a sweep's --out folder (holding runs/ and sweep.json)")
+    p.add_argument("dest", help="the records' folder; replaced whole (atomically) when it exists")
+    p.set_defaults(func=_records)
     return parser
 
 
