@@ -108,25 +108,31 @@ def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float
 VAL_SPLIT_SEED = 0  # one split for every run seed, so runs that differ only in seed share it
 
 
+def _stratified(data: Dataset, field: str, what: str, seed: int, **size) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's stratified split of the training indices (``train_size=`` or ``test_size=``), both
+    halves sorted; one line naming ``field`` when the classes cannot be stratified at that size."""
+    from sklearn.model_selection import train_test_split
+
+    n = len(data.train)
+    try:
+        keep, held = train_test_split(np.arange(n), stratify=data.train.labels.numpy(), random_state=seed, **size)
+    except ValueError as e:
+        raise ValueError(f"{field}: {next(iter(size.values()))} cannot give {what} stratified by class of the {n} "
+                         f"training samples of {data.name} ({e})") from None
+    return torch.from_numpy(np.sort(keep)), torch.from_numpy(np.sort(held))
+
+
 def with_validation(data: Dataset, val_size: int, seed: int = VAL_SPLIT_SEED) -> Dataset:
     """Hold ``val_size`` training samples out as ``val``: stratified by class, the same for every run.
 
     Works on any inputs (it only indexes). The test split is untouched; normalization keeps the dataset's
     statistics.
     """
-    from sklearn.model_selection import train_test_split
-
     n = len(data.train)
     if isinstance(val_size, bool) or not isinstance(val_size, int) or not 0 < val_size < n:
         raise ValueError(f"val_size: {val_size!r} must be an integer in [1, {n - 1}] for the {n} training "
                          f"samples of {data.name}")
-    labels = data.train.labels.numpy()
-    try:
-        keep, held = train_test_split(np.arange(n), test_size=val_size, stratify=labels, random_state=seed)
-    except ValueError as e:
-        raise ValueError(f"val_size: {val_size} cannot give a split stratified by class of the {n} training samples "
-                         f"of {data.name} ({e})") from None
-    keep, held = torch.from_numpy(np.sort(keep)), torch.from_numpy(np.sort(held))
+    keep, held = _stratified(data, "val_size", "a split", seed, test_size=val_size)
     train = Split(data.train.images[keep], data.train.labels[keep])
     val = Split(data.train.images[held], data.train.labels[held])
     return dataclasses.replace(data, train=train, val=val)
@@ -139,21 +145,13 @@ def with_train_subset(data: Dataset, size: int, seed: int = TRAIN_SUBSET_SEED) -
     """Train on ``size`` of the training samples (after any validation split): stratified by class, the
     same for every run seed. Why: a grid sized to a small machine says so in its config, instead of
     training on other data; the test and validation splits are untouched."""
-    from sklearn.model_selection import train_test_split
-
     n = len(data.train)
     if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= n:
         raise ValueError(f"train_subset: {size!r} must be an integer in [1, {n}] for the {n} training "
                          f"samples of {data.name} (0: all of them)")
     if size == n:
         return data
-    labels = data.train.labels.numpy()
-    try:
-        keep, _ = train_test_split(np.arange(n), train_size=size, stratify=labels, random_state=seed)
-    except ValueError as e:
-        raise ValueError(f"train_subset: {size} cannot give a subset stratified by class of the {n} training "
-                         f"samples of {data.name} ({e})") from None
-    keep = torch.from_numpy(np.sort(keep))
+    keep, _ = _stratified(data, "train_subset", "a subset", seed, train_size=size)
     return dataclasses.replace(data, train=Split(data.train.images[keep], data.train.labels[keep]))
 
 
