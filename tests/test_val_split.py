@@ -51,10 +51,11 @@ def test_validation_split_is_fixed_whatever_the_global_seed():
     assert a != _ids(with_validation(data, 50, seed=1).val)
 
 
-@pytest.mark.parametrize("size", [0, 300, -5, 2.5, True, 5])
-def test_bad_val_size_is_one_line(size):
-    with pytest.raises(ValueError, match=r"^val_size: ") as err:
-        with_validation(_numbered(), size)
+@pytest.mark.parametrize("split, field, size", [(with_validation, "val_size", s) for s in (0, 300, -5, 2.5, True, 5)]
+                         + [(with_train_subset, "train_subset", s) for s in (0, 301, -5, 2.5, True, 5)])
+def test_bad_split_sizes_are_one_line(split, field, size):
+    with pytest.raises(ValueError, match=rf"^{field}: ") as err:
+        split(_numbered(), size)
     assert "\n" not in str(err.value)
 
 
@@ -122,13 +123,6 @@ def test_training_subset_is_stratified_fixed_and_drawn_from_what_validation_leav
     assert _ids(with_train_subset(data, 100).train) == kept
     assert _ids(with_train_subset(data, 100, seed=2).train) != kept
     assert with_train_subset(data, 250) is data  # all of them: unchanged
-
-
-@pytest.mark.parametrize("size", [0, 301, -5, 2.5, True, 5])
-def test_bad_train_subset_is_one_line(size):
-    with pytest.raises(ValueError, match=r"^train_subset: ") as err:
-        with_train_subset(_numbered(), size)
-    assert "\n" not in str(err.value)
 
 
 def test_train_subset_field_and_identity():
