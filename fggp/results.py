@@ -18,11 +18,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .report import (EMPTY_CELL, SETTING, TABLE_LEGEND, accuracy_by_seed, adjust_for_columns, average_rank,
-                     collapse_markdown, column_runs, column_title, comparisons, identical_masks, identical_masks_notes,
-                     layer_collapse, load_results, markdown_table, not_applicable, not_applicable_markdown, overview,
+from .report import (EMPTY_CELL, PAIRED_COLUMNS, SETTING, TABLE_LEGEND, accuracy_by_seed, adjust_for_columns,
+                     average_rank, collapse_markdown, column_runs, column_title, comparisons, identical_masks,
+                     identical_masks_notes, layer_collapse, load_results, markdown_table, noise_sentence,
+                     not_applicable, not_applicable_markdown, overview,
                      paired_columns, paired_comparison, plot_accuracy_vs_flops, plot_accuracy_vs_sparsity,
-                     problems_markdown, recorded_flops, setup_sections, setups, size_speed_markdown, summary)
+                     problems_markdown, recorded_flops, seeds_clause, setup_sections, setups, size_speed_markdown,
+                     summary)
 from .report.collapse import _layer_shapes
 from .report.loading import has_runs
 from .report.setups import _expanded, _is_dense, _label, _pruned, _recipe_order
@@ -47,8 +49,7 @@ def subject_vs_best(df: pd.DataFrame, subject: str = SUBJECT) -> pd.DataFrame:
             mean = cell.set_index("recipe")["mean_pct"]
             records.append({"setup": setup, **dict(zip(SETTING, col)), "subject": subject,
                             "subject_mean_pct": mean[subject], "other": other, "other_mean_pct": mean[other],
-                            **{k: test[k] for k in ("pairs", "diff_mean_pct", "diff_ci95_low_pct",
-                                                    "diff_ci95_high_pct", "p_value", "verdict")}})
+                            **{k: test[k] for k in PAIRED_COLUMNS}})
     return adjust_for_columns(pd.DataFrame(records))
 
 
@@ -161,16 +162,27 @@ def _columns(n: int) -> str:
     return f"{n} column{'s' * (n != 1)}"
 
 
-def _gaps(rows: pd.DataFrame) -> str:
-    """``column: other by X pp, p = P, adjusted Q`` for each row of ``subject_vs_best``."""
-    return "; ".join(f"{column_title(t)}: {o} by {-d:.2f} pp, p = {p:.3g}, adjusted {q:.3g}" for t, o, d, p, q in
-                     zip(rows[SETTING].itertuples(index=False, name=None), rows["other"], rows["diff_mean_pct"],
-                         rows["p_value"], rows["p_adjusted"]))
+def _gaps(rows: pd.DataFrame, seeds: bool = False, columns: int = 1) -> str:
+    """``column: other by X pp, p = P, adjusted Q`` for each row of ``subject_vs_best``; with ``seeds``, the p's only
+    where p < 0.05 alone, and how many seeds would separate the gap (``seeds_clause``; ``columns`` tested)."""
+    items = []
+    for t, o, d, p, q, v, n, sd in zip(rows[SETTING].itertuples(index=False, name=None), rows["other"],
+                                       rows["diff_mean_pct"], rows["p_value"], rows["p_adjusted"], rows["verdict"],
+                                       rows["seeds_needed"], rows["diff_std_pct"]):
+        text = f"{column_title(t)}: {o} by {-d:.2f} pp"
+        if not seeds or "alone" in v:
+            text += f", p = {p:.3g}, adjusted {q:.3g}"
+        if seeds and (clause := seeds_clause(d, n, v, sd, columns)):
+            text += f", {clause}"
+        items.append(text)
+    return "; ".join(items)
 
 
 def findings(df: pd.DataFrame, subject: str = SUBJECT) -> list[str]:
-    """Plain sentences, computed from the same tables: wins, ranks, losses and whether they are noise,
-    the distance to dense, recipes that chose the very same masks, and collapsed layers by recipe."""
+    """Plain sentences, computed from the same tables. First, per setup, which differences are within noise at
+    this number of seeds (``noise_sentence``); then wins, ranks, losses and whether they are noise (with the
+    seeds a gap within noise would need), the distance to dense, recipes that chose the very same masks, and
+    collapsed layers by recipe."""
     out = []
     comps, ranks, vs = comparisons(df), average_rank(df), subject_vs_best(df, subject)
     all_setups, table = setups(df), summary(df)
@@ -181,6 +193,9 @@ def findings(df: pd.DataFrame, subject: str = SUBJECT) -> list[str]:
         v = vs[vs["setup"] == setup] if len(vs) else vs
         if c.empty:
             continue
+        noise = noise_sentence(c, _pruned(table[table["setup"] == setup])["n"])
+        if noise:
+            out.append(prefix + noise)
         wins = c[c["best"] == subject]
         if subject in set(r["recipe"]):
             if len(wins):
@@ -203,14 +218,12 @@ def findings(df: pd.DataFrame, subject: str = SUBJECT) -> list[str]:
         losses = v[v["subject_mean_pct"] < v["other_mean_pct"]] if len(v) else v
         if len(losses):
             sep = losses[losses["verdict"].str.startswith("separated")]
-            alone = losses[losses["verdict"].str.contains("alone")]
-            noise = int(losses["verdict"].str.startswith("within noise").sum())
-            untestable = len(losses) - len(sep) - noise
+            within = losses[losses["verdict"].str.startswith("within noise")]
+            untestable = len(losses) - len(sep) - len(within)
             out.append(f"{prefix}Where another recipe's mean is higher ({_columns(len(losses))}), the gap to {subject} "
                        f"is separated in {len(sep)}" + (f" ({_gaps(sep)})" if len(sep) else "")
-                       + f", within noise in {noise}"
-                       + (f" (p < 0.05 on its own, not after adjusting for the columns: {_gaps(alone)})"
-                          if len(alone) else "")
+                       + f", within noise in {len(within)}"
+                       + (f" ({_gaps(within, True, int(v['p_value'].notna().sum()))})" if len(within) else "")
                        + (f", not testable in {untestable} (fewer than two paired seeds)" if untestable else "") + ".")
         s = table[table["setup"] == setup]
         dense = s[[_is_dense(x) for x in s["recipe"]]]

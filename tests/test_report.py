@@ -16,14 +16,18 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import integrate, stats
 
 from fggp.report import (TABLE_LEGEND, adjust_for_columns, average_rank, check_parameters, check_runs_dir,
-                         collapsed_layers, comparisons, layer_collapse, load_results, not_applicable, overview,
-                         paired_comparison, paper_tables, plot_accuracy_vs_flops, plot_accuracy_vs_sparsity, problems,
-                         read_export, report_markdown, runs_markdown, runs_view, setup_sections, setups, size_speed,
-                         size_speed_markdown, summary, t_interval, write_report)
+                         clipped_interval, collapsed_layers, comparisons, comparisons_markdown, detectable_gap,
+                         format_cell, layer_collapse, load_results, noise_sentences, not_applicable, overview,
+                         paired_comparison, paired_power, paper_tables, plot_accuracy_vs_flops,
+                         plot_accuracy_vs_sparsity, problems, read_export, report_markdown, runs_markdown, runs_view,
+                         seeds_needed, seeds_text, setup_sections, setups, size_speed, size_speed_markdown, summary,
+                         t_interval, write_report)
 from fggp.train import RunConfig
 
 T2, T1 = 4.302652729749464, 12.706204736174707
@@ -57,8 +61,13 @@ EXPECTED = {
 #   0.8  fggp - gmp:   2, 2.5, 2  -> mean 13/6, sd 0.5/sqrt(3), se 1/6, t = 13, p = 1 - 13/sqrt(171)
 #   0.9  gmp - fggp:  -1, 1, 3    -> mean 1, sd 2, se 2/sqrt(3), t = sqrt(3)/2, p = 1 - t/sqrt(t^2 + 2)
 #   0.95 granet - gmp: one common seed -> not testable
-SEPARATED = dict(diff=13 / 6, half=T2 / 6, p=1 - 13 / math.sqrt(171))
-WITHIN_NOISE = dict(diff=1.0, half=T2 * 2 / math.sqrt(3), p=1 - (math.sqrt(3) / 2) / math.sqrt(3 / 4 + 2))
+SEPARATED = dict(diff=13 / 6, half=T2 / 6, p=1 - 13 / math.sqrt(171), sd=0.5 / math.sqrt(3))
+WITHIN_NOISE = dict(diff=1.0, half=T2 * 2 / math.sqrt(3), p=1 - (math.sqrt(3) / 2) / math.sqrt(3 / 4 + 2), sd=2.0,
+                    seeds=34)
+# The within-noise gap is half its spread (effect size 0.5): a two-sided paired (one-sample) t test at 5% reaches
+# 80% power with 34 pairs (power 0.8078; 33 pairs: 0.7954), the textbook value (Cohen 1988; G*Power gives N = 34).
+# Intervals past 100%: gmp at 90% (94 + 3 x 2.484 = 101.5) and fggp at 95% (89 + 12.7 = 101.7); none below 0%.
+CLIPPED = {("gmp", 0.9), ("fggp", 0.95)}
 MAIN = "epochs=15"  # dense: its pruning window does not count
 NA_REASON = "min_keep: the per-layer floors keep more weights than target_sparsity 0.95 allows"
 
@@ -205,7 +214,7 @@ def test_t_interval_matches_hand_computation():
 def test_summary_means_intervals_and_counts_match_hand_computation(results):
     s = summary(results[1])
     assert list(s.columns) == ["setup", "arch", "initial_sparsity", "target_sparsity", "recipe", "n", "mean_pct",
-                               "std_pct", "ci95_low_pct", "ci95_high_pct"]
+                               "std_pct", "ci95_low_pct", "ci95_high_pct", "ci95_clipped"]
     main = s[s["setup"] == "epochs=15, prune_end_epoch=10"]
     assert len(main) == len(EXPECTED)
     for (recipe, target), (mean, std, n, half) in EXPECTED.items():
@@ -213,13 +222,14 @@ def test_summary_means_intervals_and_counts_match_hand_computation(results):
         assert len(row) == 1, (recipe, target)
         row = row.iloc[0]
         assert row["arch"] == "tiny" and row["initial_sparsity"] == 0.0 and row["n"] == n
+        assert bool(row["ci95_clipped"]) == ((recipe, target) in CLIPPED), (recipe, target)
         assert row["mean_pct"] == pytest.approx(mean)
         if math.isnan(std):
             assert math.isnan(row["std_pct"]) and math.isnan(row["ci95_low_pct"]) and math.isnan(row["ci95_high_pct"])
             continue
         assert row["std_pct"] == pytest.approx(std)
         half = half if half is not None else T2 * std / math.sqrt(3)
-        assert (row["ci95_low_pct"], row["ci95_high_pct"]) == pytest.approx((mean - half, mean + half))
+        assert (row["ci95_low_pct"], row["ci95_high_pct"]) == pytest.approx((mean - half, mean + half))  # unclipped
     other = s[s["setup"] == "epochs=8, prune_end_epoch=8"].set_index("recipe")
     assert other["mean_pct"].to_dict() == pytest.approx({"gmp": 99.0, "global_mp": 98.5})  # no dense of 8 epochs
 
@@ -239,9 +249,13 @@ def test_paired_comparison_of_best_and_runner_up_matches_hand_computation(result
     assert (noise["diff_ci95_low_pct"], noise["diff_ci95_high_pct"]) == pytest.approx(
         (1 - WITHIN_NOISE["half"], 1 + WITHIN_NOISE["half"]))
     assert noise["p_value"] == pytest.approx(WITHIN_NOISE["p"])
+    # the spread of the paired differences, and the seeds only where the verdict is within noise
+    assert (sep["diff_std_pct"], noise["diff_std_pct"]) == pytest.approx((SEPARATED["sd"], WITHIN_NOISE["sd"]))
+    assert noise["seeds_needed"] == WITHIN_NOISE["seeds"] and math.isnan(sep["seeds_needed"])
     lone = c.loc[(main, 0.95)]
     assert (lone["best"], lone["runner_up"], lone["pairs"]) == ("granet", "gmp", 1)
     assert lone["verdict"] == "not testable (1 paired seed)" and math.isnan(lone["p_value"])
+    assert math.isnan(lone["seeds_needed"]) and math.isnan(lone["diff_std_pct"])
     # Benjamini-Hochberg over the setup's two tested columns: the smaller p doubles, the larger stays
     assert sep["p_adjusted"] == pytest.approx(2 * SEPARATED["p"]) and math.isnan(lone["p_adjusted"])
     assert noise["p_adjusted"] == pytest.approx(WITHIN_NOISE["p"])
@@ -272,11 +286,150 @@ def test_paired_comparison_pairs_by_seed_and_handles_no_spread():
     out = paired_comparison(best, runner)
     assert out["pairs"] == 3 and out["diff_mean_pct"] == pytest.approx(1.0)
     assert out["p_value"] == pytest.approx(WITHIN_NOISE["p"])
+    assert out["seeds_needed"] == WITHIN_NOISE["seeds"]  # the same differences as the fixture's 90% column
     same_gap = paired_comparison(pd.Series([90.0, 91.0]), pd.Series([89.0, 90.0]))
     assert same_gap["verdict"] == "separated (same gap on every seed)" and same_gap["diff_ci95_low_pct"] == 1.0
+    # no spread: no power to estimate (the test is degenerate), said as NaN rather than a number
+    assert same_gap["diff_std_pct"] == 0.0 and math.isnan(same_gap["seeds_needed"])
+    assert math.isnan(same_gap["detectable_gap_pct"])
     assert paired_comparison(pd.Series([90.0, 91.0]), pd.Series([90.0, 91.0]))["verdict"] == "identical on every seed"
     unpaired = paired_comparison(pd.Series([90.0]), pd.Series([80.0], index=[2]))
     assert unpaired["verdict"] == "not testable (0 paired seeds)"
+
+
+
+# ------------------------------------------------------------------ power: the seeds a paired test would need
+
+def quad_power(effect: float, n: int, alpha: float = 0.05) -> float:
+    """Power of the two-sided paired t test, computed without the noncentral t: the statistic is (Z + nc) / (X /
+    sqrt(df)) with Z standard normal, X chi-distributed with df = n - 1, nc = effect sqrt(n); integrate
+    P(|T| > t crit | X = x) over x."""
+    df, nc = n - 1, effect * math.sqrt(n)
+    crit = stats.t.ppf(1 - alpha / 2, df)
+
+    def rejected(x):
+        s = crit * x / math.sqrt(df)
+        return (stats.norm.sf(s - nc) + stats.norm.cdf(-s - nc)) * stats.chi.pdf(x, df)
+
+    return integrate.quad(rejected, 0, math.inf, limit=200)[0]
+
+
+@pytest.mark.parametrize("gap, sd, n", [(1.0, 2.0, 10), (0.29, 0.2, 3), (1.5, 0.5, 2), (0.3, 1.0, 25)])
+def test_paired_power_matches_a_monte_carlo_of_the_t_test_itself(gap, sd, n):
+    """Draw n paired differences N(gap, sd) 40 000 times and count how often scipy's own t test says p < 0.05."""
+    rng = np.random.default_rng(12345)
+    diffs = rng.normal(gap, sd, size=(40_000, n))
+    rate = (stats.ttest_1samp(diffs, 0.0, axis=1).pvalue < 0.05).mean()
+    se = math.sqrt(rate * (1 - rate) / 40_000)
+    assert paired_power(gap, sd, n) == pytest.approx(rate, abs=4 * se + 1e-3)
+    assert paired_power(gap, sd, n) == pytest.approx(quad_power(gap / sd, n), abs=1e-7)
+    assert paired_power(-gap, sd, n) == pytest.approx(paired_power(gap, sd, n))  # two-sided: the sign does not matter
+
+
+@pytest.mark.parametrize("gap, sd, expected", [(0.5, 1.0, 34), (1.0, 1.0, 10), (1.0, 2.0, 34), (-0.29, 0.2, 6),
+                                               (2.0, 1.0, 5), (0.1, 1.0, 787)])
+def test_seeds_needed_is_the_smallest_n_reaching_80_percent_power(gap, sd, expected):
+    """34 and 10 pairs for effect sizes 0.5 and 1 are the textbook values (G*Power: N = 34, power 0.808; N = 10,
+    0.803); every case is checked against the quadrature power, independent of scipy's noncentral t."""
+    assert seeds_needed(gap, sd) == expected
+    assert quad_power(abs(gap) / sd, expected) >= 0.8 > quad_power(abs(gap) / sd, expected - 1)
+
+
+def test_seeds_needed_far_beyond_the_cap_zero_gap_and_no_spread():
+    # effect 0.01: the normal approximation ((z .975 + z .8) / 0.01)^2 = 78 489, and the t test needs about
+    # z .975^2 / 2 = 1.9 pairs more
+    n = seeds_needed(0.01, 1.0)
+    z = (stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) / 0.01
+    assert z ** 2 < n <= z ** 2 + 3
+    assert seeds_needed(0.0, 1.0) == math.inf  # equal means: no number of seeds separates them
+    assert math.isnan(seeds_needed(1.0, 0.0)) and math.isnan(seeds_needed(math.nan, 1.0))
+    assert [seeds_text(x) for x in (34.0, 1000.0, 1001.0, math.inf, math.nan)] == [
+        "34", "1000", "> 1000", "never (equal means)", ""]
+
+
+@pytest.mark.parametrize("n", [2, 3, 10])
+def test_detectable_gap_is_where_the_power_reaches_80_percent(n):
+    g = detectable_gap(1.0, n)
+    assert quad_power(g, n) == pytest.approx(0.8, abs=1e-6)
+    assert detectable_gap(2.5, n) == pytest.approx(2.5 * g)  # in units of the spread
+    assert seeds_needed(1.001 * g, 1.0) == n and seeds_needed(0.999 * g, 1.0) > n
+    assert math.isnan(detectable_gap(1.0, 1)) and math.isnan(detectable_gap(0.0, n))
+
+
+def test_statsmodels_agrees_where_it_is_installed():
+    power = pytest.importorskip("statsmodels.stats.power")
+    for effect in (0.3, 0.5, 1.0):
+        assert paired_power(effect, 1.0, 12) == pytest.approx(power.TTestPower().power(effect, 12, 0.05), abs=1e-6)
+
+
+def test_the_paired_table_shows_the_seeds_for_80_percent_power_under_within_noise(results):
+    md = comparisons_markdown(comparisons(results[1]))
+    assert md.splitlines()[0].endswith("| verdict | seeds for 80% power |")
+    lo, hi = 1 - WITHIN_NOISE["half"], 1 + WITHIN_NOISE["half"]
+    assert (f"| tiny · 90% | gmp | fggp | 3 | +1.00 | [{lo:+.2f}, {hi:+.2f}] | {WITHIN_NOISE['p']:.3f} | "
+            f"{WITHIN_NOISE['p']:.3f} | within noise | 34 |") in md
+    assert "| separated |  |" in md and "| not testable (1 paired seed) |  |" in md
+    assert "Seeds for 80% power" in TABLE_LEGEND and "unadjusted" in TABLE_LEGEND
+
+
+def _two_seed_runs(runs: Path) -> Path:
+    """Two seeds, three columns; fggp minus gmp per seed, in pp: +1.0, +2.0 (mean 1.5, sd 0.707: t = 3 with one
+    degree of freedom, p = 0.205); +0.5, -0.4 (mean 0.05, sd 0.636: effect 0.079); +0.6, -0.6 (mean 0, sd 0.849)."""
+    for target, diffs in {0.5: (1.0, 2.0), 0.6: (0.5, -0.4), 0.7: (0.6, -0.6)}.items():
+        for seed, d in enumerate(diffs, start=1):
+            write_run(runs, config("gmp", target, seed), "completed", 0.90)
+            write_run(runs, config("fggp", target, seed), "completed", 0.90 + d / 100)
+    return runs
+
+
+def test_the_report_opens_with_what_two_seeds_can_tell_apart(tmp_path):
+    df = load_results(_two_seed_runs(tmp_path / "runs"))
+    c = comparisons(df).set_index("target_sparsity")
+    assert list(c["verdict"]) == ["within noise"] * 3
+    assert c.loc[0.5, "p_value"] == pytest.approx(1 - 2 / math.pi * math.atan(3))  # df = 1: Cauchy tails
+    wide = seeds_needed(1.5, math.sqrt(0.5))
+    assert quad_power(1.5 / math.sqrt(0.5), wide) >= 0.8 > quad_power(1.5 / math.sqrt(0.5), wide - 1)
+    assert c.loc[0.6, "seeds_needed"] > 1000 and c.loc[0.7, "seeds_needed"] == math.inf
+    g2 = detectable_gap(1.0, 2)  # in spreads; by quadrature above
+    sds = {0.5: math.sqrt(0.5), 0.6: 0.9 / math.sqrt(2), 0.7: 1.2 / math.sqrt(2)}
+    assert c["detectable_gap_pct"].to_dict() == pytest.approx({t: g2 * sd for t, sd in sds.items()})
+    (sentence,) = noise_sentences(df)
+    assert sentence == (
+        "With 2 seeds per cell, no column's best is separated from its runner-up (3 columns); within noise at this "
+        f"size in 3 (tiny · 50%: fggp − gmp = +1.50 pp, {wide:.0f} seeds would separate a 1.50 pp gap at this spread; "
+        "tiny · 60%: fggp − gmp = +0.05 pp, more than 1000 seeds would be needed to separate a 0.05 pp gap at this "
+        "spread: practically equal; tiny · 70%: fggp − gmp = +0.00 pp, equal means: no number of seeds separates "
+        f"them). The smallest gap 2 seeds separate with 80% power at the observed spread is {g2 * sds[0.6]:.2f} pp "
+        f"(tiny · 60%), {g2 * sds[0.7]:.2f} pp at the widest (tiny · 70%).")
+    md = report_markdown(df, "runs")
+    assert md.splitlines()[4] == f"- {sentence}"  # the first lines after the title and the overview
+    assert f"| within noise | {wide:.0f} |" in md and "| within noise | > 1000 |" in md
+    assert "| within noise | never (equal means) |" in md
+
+
+def test_the_fixture_report_opens_with_its_noise_per_setup(results):
+    md = report_markdown(results[1], "runs").splitlines()
+    g3 = detectable_gap(1.0, 3)
+    assert md[4] == ("- [epochs=8, prune_end_epoch=8] With 1 seed per cell, no column's best can be tested against a "
+                     "runner-up: a paired t test needs two seeds in common.")
+    assert md[5] == (
+        "- [epochs=15, prune_end_epoch=10] With 1 to 3 seeds per cell, the best is separated from the runner-up in 1 "
+        "of 3 columns (tiny · 80%); within noise at this size in 1 (tiny · 90%: gmp − fggp = +1.00 pp, 34 seeds "
+        "would separate a 1.00 pp gap at this spread); not testable in 1 (tiny · 95%: fewer than two seeds in "
+        f"common). The smallest gap 3 seeds separate with 80% power at the observed spread is "
+        f"{g3 * SEPARATED['sd']:.2f} pp (tiny · 80%), {g3 * WITHIN_NOISE['sd']:.2f} pp at the widest (tiny · 90%).")
+
+
+# ---------------------------------------------------------------- no accuracy shown past 100% or below 0%
+
+def test_an_interval_past_a_bound_is_shown_clipped_and_marked_never_the_mean():
+    assert clipped_interval(76.3, 101.7) == (76.3, 100.0, True)
+    assert clipped_interval(-2.5, 12.0) == (0.0, 12.0, True)
+    assert clipped_interval(0.0, 100.0) == (0.0, 100.0, False)  # at a bound is not past it
+    assert format_cell(5.0, -2.34, 12.34, 2) == "5.0 [0.0, 12.3]^ n=2 †"
+    assert format_cell(99.5, 97.0, 102.0, 3) == "99.5 [97.0, 100.0]^ n=3"
+    assert format_cell(100.0, 100.0, 100.0, 3) == "100.0 [100.0, 100.0] n=3"
+    assert "^ after an interval" in TABLE_LEGEND and "clipped" in TABLE_LEGEND
 
 
 def test_paper_tables_one_per_setup_with_intervals_marks_and_na(results):
@@ -288,9 +441,9 @@ def test_paper_tables_one_per_setup_with_intervals_marks_and_na(results):
     h = T2 / math.sqrt(3)
     assert main.loc["dense", "tiny · 90%"] == f"96.0 [{96 - h:.1f}, {96 + h:.1f}] n=3"
     assert main.loc["fggp", "tiny · 80%"] == f"**91.0 [{91 - h:.1f}, {91 + h:.1f}] n=3**"
-    assert main.loc["gmp", "tiny · 90%"] == f"**94.0 [{94 - 3 * h:.1f}, {94 + 3 * h:.1f}] n=3**"
+    assert main.loc["gmp", "tiny · 90%"] == f"**94.0 [{94 - 3 * h:.1f}, 100.0]^ n=3**"  # 94 + 7.45: clipped
     assert main.loc["granet", "tiny · 90%"] == "92.5 n=1 †"
-    assert main.loc["fggp", "tiny · 95%"] == f"89.0 [{89 - T1:.1f}, {89 + T1:.1f}] n=2 †"
+    assert main.loc["fggp", "tiny · 95%"] == f"89.0 [{89 - T1:.1f}, 100.0]^ n=2 †"  # 89 + 12.7: clipped
     assert main.loc["granet", "tiny · 95%"] == "**92.0 n=1 †**"
     assert main.loc["granet", "tiny · 80%"] == "—"
     assert main.loc["global_mp", "tiny · 95%"] == "n/a"
@@ -421,6 +574,14 @@ def test_a_data_field_the_run_id_omits_when_off_still_separates_setups(tmp_path)
     assert summary(df.reset_index())["n"].tolist() == [1, 1]
 
 
+def draw(fig) -> None:
+    """Draw as savefig does, on an Agg canvas: a bare Figure's own canvas draws nothing, so its constrained
+    layout (legend below the axes) would never run."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+
+
 def test_accuracy_vs_sparsity_figure_has_a_panel_per_setup_and_the_legend_outside(results):
     fig = plot_accuracy_vs_sparsity(results[1])
     short, main = fig.axes
@@ -428,23 +589,74 @@ def test_accuracy_vs_sparsity_figure_has_a_panel_per_setup_and_the_legend_outsid
     lines = {c.get_label(): c.lines[0] for c in main.containers}
     assert set(lines) == {"fggp", "gmp", "granet"}
     assert [t.get_text() for t in main.get_xticklabels()] == ["80%", "90%", "95%"]
-    assert list(lines["gmp"].get_xdata()) == pytest.approx([0, 1, 2])  # fggp, gmp, granet: nudged -0.07, 0, 0.07
-    assert list(lines["fggp"].get_xdata()) == pytest.approx([-0.07, 0.93, 1.93])
-    assert list(lines["granet"].get_xdata()) == pytest.approx([1.07, 2.07])
+    assert list(lines["gmp"].get_xdata()) == pytest.approx([0, 1, 2])  # fggp, gmp, granet: nudged -0.11, 0, 0.11
+    assert list(lines["fggp"].get_xdata()) == pytest.approx([-0.11, 0.89, 1.89])
+    assert list(lines["granet"].get_xdata()) == pytest.approx([1.11, 2.11])
     assert list(lines["gmp"].get_ydata()) == pytest.approx([88.8333333, 94.0, 91.0])
     crosses = [ln for ln in short.lines if ln.get_marker() == "x"]
     assert len(crosses) == 1 and list(crosses[0].get_ydata()) == pytest.approx([99.0])  # gmp's collapsed cell
     caps = [c for c in main.containers if c.get_label() == "fggp"][0].lines[1]  # 95% interval, not std
-    assert sorted(cap.get_ydata()[0] for cap in caps) == pytest.approx([91 - T2 / math.sqrt(3), 91 + T2 / math.sqrt(3)])
+    h = T2 / math.sqrt(3)
+    assert sorted(cap.get_ydata()[0] for cap in caps) == pytest.approx([91 - h, 91 + h])
+    # intervals past 100% stop there, with a triangle: gmp at 90% (94 + 7.45), fggp at 95% (89 + 12.7)
+    gmp_caps = sorted(y for cap in [c for c in main.containers if c.get_label() == "gmp"][0].lines[1]
+                      for y in cap.get_ydata())
+    assert gmp_caps == pytest.approx(sorted([88.8333333 - T2 * EXPECTED[("gmp", 0.8)][1] / math.sqrt(3),
+                                             88.8333333 + T2 * EXPECTED[("gmp", 0.8)][1] / math.sqrt(3),
+                                             94 - 3 * h, 100.0, 91 - 2 * h, 91 + 2 * h]))
+    triangles = [(x, y) for ln in main.lines if ln.get_marker() == "^" for x, y in zip(ln.get_xdata(), ln.get_ydata())]
+    assert [x for x, _ in sorted(triangles)] == pytest.approx([1.0, 1.89]) and {y for _, y in triangles} == {100.0}
+    assert not [ln for ln in main.lines if ln.get_marker() == "v"]  # nothing below 0%
+    assert main.get_ylim()[1] <= 100.0
+    assert all(y <= 100.0 for c in main.containers for seg in c.lines[2][0].get_segments() for _, y in seg)
+    # every seed's own accuracy as a dot beside its cell's mean (0.4 of a step to the right), in its colour
+    dots = [ln for ln in main.lines if ln.get_marker() == "o" and ln.get_markersize() < 4]
+    seen = sorted((round(x, 6), round(y, 6)) for ln in dots for x, y in zip(ln.get_xdata(), ln.get_ydata()))
+    expected = [(round(targets.index(t) + 0.11 * (k - 1) + 0.044, 6), round(100 * acc, 6))
+                for (recipe, t), accs in ACCURACIES.items() if recipe != "dense"
+                for k in [["fggp", "gmp", "granet"].index(recipe)] for targets in [[0.8, 0.9, 0.95]] for acc in accs]
+    assert seen == sorted(expected)
+    gmp_dots = [ln for ln in dots if ln.get_color() == lines["gmp"].get_color()]
+    assert len(gmp_dots) == 1 and sorted(gmp_dots[0].get_ydata()) == pytest.approx(
+        sorted(100 * a for (r, _), accs in ACCURACIES.items() if r == "gmp" for a in accs))
     dense = [ln for ln in main.lines if ln.get_linestyle() == "--" and ln.get_color() == "k"]
     assert len(dense) == 1 and list(dense[0].get_ydata()) == pytest.approx([96.0, 96.0])
     assert not [ln for ln in short.lines if ln.get_linestyle() == "--" and ln.get_color() == "k"]
     assert main.get_legend() is None and short.get_legend() is None
     (legend,) = fig.legends
-    assert "dense (dashed)" in [t.get_text() for t in legend.get_texts()]
-    fig.canvas.draw()
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert "dense (dashed)" in labels and "small dots: each seed" in labels
+    assert "triangle: interval clipped at 100% (or 0%)" in labels
+    draw(fig)
     box, area = legend.get_window_extent(), main.get_window_extent()
     assert box.y1 <= area.y0  # below the axes, never over the data
+
+
+
+def test_six_recipes_at_one_sparsity_stay_apart_in_the_figure(tmp_path):
+    """Six recipes with equal means at each of four sparsities: drawn, neighbouring means at one sparsity are at
+    least 12 pixels apart (at the 150 dpi of the report's png) and each recipe's seed dots sit between its mean and
+    the next recipe's."""
+    runs = tmp_path / "runs"
+    recipes = ["fggp", "fggp_annealed", "magnitude_first", "gmp", "granet", "global_mp"]
+    for recipe in recipes:
+        for target in (0.9, 0.95, 0.98, 0.998):
+            for seed, acc in enumerate((0.88, 0.89, 0.90), start=1):
+                write_run(runs, config(recipe, target, seed), "completed", acc)
+    fig = plot_accuracy_vs_sparsity(load_results(runs))
+    fig.set_dpi(150)
+    draw(fig)
+    (ax,) = fig.axes
+    means = {c.get_label(): c.lines[0].get_xdata() for c in ax.containers}
+    assert list(means) == recipes
+    to_px = ax.transData.transform
+    for k in range(4):
+        px = sorted(to_px((means[r][k], 89.0))[0] for r in recipes)
+        assert min(b - a for a, b in zip(px, px[1:])) >= 12
+    dots = {ln.get_color(): ln.get_xdata() for ln in ax.lines if ln.get_marker() == "o" and ln.get_markersize() < 4}
+    for c in ax.containers:
+        x = c.lines[0].get_xdata()
+        assert all(x[k] < d < x[k] + 0.11 for k, d in zip(range(4), dots[c.lines[0].get_color()][::3]))
 
 
 def test_write_report_writes_every_file(results, tmp_path):
@@ -467,9 +679,20 @@ def test_write_report_writes_every_file(results, tmp_path):
     row = table[(table["recipe"] == "gmp") & (table["target_sparsity"] == 0.9)].iloc[0]
     assert (row["mean_pct"], row["n"], row["rank"], bool(row["best"])) == (pytest.approx(94.0), 3, 1.0, True)
     assert row["ci95_low_pct"] == pytest.approx(94 - 3 * h)
+    # the CSVs keep the interval as computed, past 100%, and say it is shown clipped
+    assert row["ci95_high_pct"] == pytest.approx(94 + 3 * h) and row["ci95_high_pct"] > 100 and row["ci95_clipped"]
+    assert table["ci95_clipped"].dtype == bool  # False, not empty, for n/a cells
+    assert sorted(zip(*[table.loc[table["ci95_clipped"], c] for c in ("recipe", "target_sparsity")])) == sorted(CLIPPED)
+    assert f"**94.0 [{94 - 3 * h:.1f}, 100.0]^ n=3**" in md
+    clipped = summary_csv[summary_csv["ci95_clipped"]]
+    assert sorted(zip(clipped["recipe"], clipped["target_sparsity"])) == sorted(CLIPPED)
+    assert (clipped["ci95_high_pct"] > 100).all()
     assert table.loc[table["state"] == "not_applicable", "recipe"].tolist() == ["global_mp"]
     comp = pd.read_csv(paths["comparisons.csv"])
     assert comp.loc[comp["target_sparsity"] == 0.8, "p_value"].item() == pytest.approx(SEPARATED["p"])
+    assert comp.loc[comp["target_sparsity"] == 0.9, "seeds_needed"].item() == WITHIN_NOISE["seeds"]
+    assert comp["seeds_needed"].notna().sum() == 1  # only the gap within noise
+    assert comp.loc[comp["target_sparsity"] == 0.9, "diff_std_pct"].item() == pytest.approx(WITHIN_NOISE["sd"])
     collapse = pd.read_csv(paths["collapse.csv"])
     assert sorted(collapse["layer"]) == ["classifier.weight", "features.8.weight"]
     for name in ("accuracy_vs_sparsity", "accuracy_vs_flops"):
@@ -599,10 +822,17 @@ def test_accuracy_vs_flops_figure_puts_each_cell_at_its_remaining_flops(results)
     assert set(lines) == {"fggp", "gmp", "granet"}
     # x: 100 x mean remaining FLOPs per cell, in increasing order, nudged by 0.01 decade per recipe (fggp, gmp,
     # granet: -0.01, 0, +0.01); y: the cells' mean accuracy
-    assert list(lines["fggp"].get_xdata()) == pytest.approx([9.5 / 10 ** 0.01, 20.0 / 10 ** 0.01, 30.0 / 10 ** 0.01])
+    assert list(lines["fggp"].get_xdata()) == pytest.approx([9.5 / 10 ** 0.015, 20.0 / 10 ** 0.015, 30.0 / 10 ** 0.015])
     assert list(lines["gmp"].get_xdata()) == pytest.approx([10.0, 20.0, 30.0])
     assert list(lines["fggp"].get_ydata()) == pytest.approx([89.0, 93.0, 91.0])
-    assert list(lines["granet"].get_xdata()) == pytest.approx([9.0 * 10 ** 0.01, 18.0 * 10 ** 0.01])
+    assert list(lines["granet"].get_xdata()) == pytest.approx([9.0 * 10 ** 0.015, 18.0 * 10 ** 0.015])
+    assert main.get_ylim()[1] <= 100.0 and sorted(  # the two intervals past 100% stop there, with a triangle
+        y for ln in main.lines if ln.get_marker() == "^" for y in ln.get_ydata()) == [100.0, 100.0]
+    dots = [ln for ln in main.lines if ln.get_marker() == "o" and ln.get_markersize() < 4]
+    gmp_dots = [ln for ln in dots if ln.get_color() == lines["gmp"].get_color()]
+    assert len(gmp_dots) == 1 and sorted(gmp_dots[0].get_ydata()) == pytest.approx(
+        sorted(100 * a for (r, _), accs in ACCURACIES.items() if r == "gmp" for a in accs))
+    assert sorted(set(gmp_dots[0].get_xdata())) == pytest.approx([x / 10 ** 0.006 for x in (10.0, 20.0, 30.0)])
     dense_point = [c for c in main.containers if c.lines[0].get_color() == "k"]
     assert len(dense_point) == 1 and list(dense_point[0].lines[0].get_xdata()) == [100.0]
     assert list(dense_point[0].lines[0].get_ydata()) == pytest.approx([96.0])
@@ -614,7 +844,7 @@ def test_accuracy_vs_flops_figure_puts_each_cell_at_its_remaining_flops(results)
     (legend,) = fig.legends
     labels = [t.get_text() for t in legend.get_texts()]
     assert "dense (dashed)" in labels and not any(x.startswith("cross") for x in labels)  # collapse: not shown here
-    fig.canvas.draw()
+    draw(fig)
     assert legend.get_window_extent().y1 <= main.get_window_extent().y0
 
 

@@ -13,7 +13,8 @@ import pytest
 from fggp.cli import main
 from fggp.report import load_results
 from fggp.results import findings, layer_kept, subject_vs_best, timing, write_results
-from test_report import SEPARATED, WITHIN_NOISE, make_results
+from fggp.report import seeds_needed
+from test_report import SEPARATED, WITHIN_NOISE, make_results, quad_power
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +60,23 @@ def test_findings_say_wins_losses_noise_collapse_and_distance_to_dense(sweep):
     assert "in 1 of them." in text
     assert ("Average rank of fggp: 2.00 over 3 columns, 2 of 3 pruned recipes, tied with granet "
             "(best average rank: gmp, 1.67).") in text  # granet: ranks 3 and 1
-    assert ("Where another recipe's mean is higher (2 columns), the gap to fggp is separated in 0, within noise in 1, "
+    assert ("Where another recipe's mean is higher (2 columns), the gap to fggp is separated in 0, within noise in 1 "
+            f"(tiny · 90%: gmp by 1.00 pp, {WITHIN_NOISE['seeds']} seeds would separate a 1.00 pp gap at this spread), "
             "not testable in 1 (fewer than two paired seeds).") in text
     assert "Dense reaches 96.0%; at 95% sparsity the best pruned mean is granet's 92.0% (-4.0 pp)." in text
     assert "gmp: 1 of 10 runs left a layer with fewer kept weights than outputs (classifier.weight, " \
            "features.8.weight; at 99%)." in text
     assert "global_mp:" not in text
+
+
+def test_findings_open_each_setup_with_what_its_seeds_can_tell_apart(sweep):
+    _, df = sweep
+    lines = findings(df)
+    first = [i for i, x in enumerate(lines) if x.startswith("[epochs=15, prune_end_epoch=10] ")]
+    assert lines[first[0]].startswith("[epochs=15, prune_end_epoch=10] With 1 to 3 seeds per cell, the best is "
+                                      "separated from the runner-up in 1 of 3 columns (tiny · 80%); within noise at "
+                                      "this size in 1 (tiny · 90%: gmp − fggp = +1.00 pp, 34 seeds would separate")
+    assert lines[0].startswith("[epochs=8, prune_end_epoch=8] With 1 seed per cell")
 
 
 def test_timing_sums_the_runs_wall_clock(sweep):
@@ -112,6 +124,14 @@ def test_write_results_writes_the_document_and_its_figures(sweep, tmp_path):
         assert heading in text
     assert ("| tiny · 90% | fggp | 13 KB = 0.14x dense (2 of 3 runs) | FLOPs x5.0, measured x0.80 / x3.6 / x5.0 at "
             "batch 1 / 64 / 256 (1 of 3 runs) |") in text
+    # what the seeds can tell apart comes first; the paired tables carry the seeds for 80% power; no interval
+    # past 100% is shown (gmp at 90%: 94 + 3 x 2.484)
+    shows = text.split("### What the numbers show\n\n", 1)[1]
+    assert shows.startswith("- [epochs=8, prune_end_epoch=8] With 1 seed per cell, no column's best can be tested")
+    assert "| within noise | 34 |" in text.split("### fggp against the best other recipe")[1]  # subject table
+    assert text.count("| verdict | seeds for 80% power |") == 3  # two setups' best vs runner-up, and the subject's
+    half = 3 * 4.302652729749464 / math.sqrt(3)
+    assert f"**94.0 [{94 - half:.1f}, 100.0]^ n=3**" in text and f"{94 + half:.1f}]" not in text
 
 
 def test_results_cli_refuses_a_folder_without_runs_in_one_line(tmp_path, capsys):
@@ -253,6 +273,13 @@ def test_a_gap_that_passes_only_on_its_own_p_is_not_called_separated(tmp_path):
     assert list(vs.loc[[0.5, 0.6], "p_value"]) == pytest.approx([p, p])
     assert list(vs.loc[[0.5, 0.6], "p_adjusted"]) == pytest.approx([2 * p, 2 * p])
     assert list(vs.loc[[0.5, 0.6], "verdict"]) == ["within noise over 4 columns (p < 0.05 alone)"] * 2
+    # the seeds: for 80% power at p < 0.05 on its own, and at 0.05 / 4 (any p below it passes Benjamini-Hochberg)
+    alone, bound = seeds_needed(1.0, 0.3), seeds_needed(1.0, 0.3, alpha=0.05 / 4)
+    assert alone == 3 and bound == 5
+    for n, level in ((alone, 0.05), (bound, 0.05 / 4)):
+        assert quad_power(1 / 0.3, n, level) >= 0.8 > quad_power(1 / 0.3, n - 1, level)
+    item = (f"gmp by 1.00 pp, p = {p:.3g}, adjusted {2 * p:.3g}, at p < 0.05 on its own 3 seeds would separate a "
+            "1.00 pp gap at this spread, after the adjustment over 4 columns up to 5 (enough at 0.05/4 whatever the "
+            "other columns)")
     assert ("Where another recipe's mean is higher (2 columns), the gap to fggp is separated in 0, within noise in 2 "
-            f"(p < 0.05 on its own, not after adjusting for the columns: tiny · 50%: gmp by 1.00 pp, p = {p:.3g}, "
-            f"adjusted {2 * p:.3g}; tiny · 60%: gmp by 1.00 pp, p = {p:.3g}, adjusted {2 * p:.3g}).") in findings(df)
+            f"(tiny · 50%: {item}; tiny · 60%: {item}).") in findings(df)

@@ -23,19 +23,21 @@ One concept per module, imports flowing one way (each imports only from the ones
 
 - ``loading``: run directories and sweep.json into one DataFrame, setup and variant labels;
 - ``setups``: which runs are compared with which (setups, recipe labels, the dense ceiling);
-- ``statistics``: means, t intervals, paired tests, the Benjamini-Hochberg adjustment;
+- ``statistics``: means, t intervals (clipped to 0-100% for showing), paired tests, the Benjamini-Hochberg
+  adjustment, the seeds a paired test needs for 80% power;
 - ``collapse``: layers a final mask left with fewer kept weights than outputs;
 - ``identical``: recipes that chose the very same final masks, and why;
 - ``efficiency``: per cell, the sparse file against the dense one, FLOPs, the speedup measured by an export;
 - ``cells``: every table cell as numbers (table.csv) with rank and best flag, average ranks;
 - ``views``: lists of runs (every run, problems, not applicable, the overview line);
 - ``tables``: the tables as Markdown;
+- ``noise``: the sentence per setup the report opens with: which differences are within noise at this size;
 - ``figures``: the figures (accuracy against sparsity, against remaining FLOPs);
 - ``checks``: inputs refused in one line before any work (runs_dir, report_dir, a notebook's parameters);
 - ``document``: table.md and the report files.
 """
 
-from .cells import COLLAPSE_MARK, EMPTY_CELL, FEW_MARK, NA_CELL, TABLE_CSV_COLUMNS, average_rank
+from .cells import CLIP_MARK, COLLAPSE_MARK, EMPTY_CELL, FEW_MARK, NA_CELL, TABLE_CSV_COLUMNS, average_rank
 from .checks import check_parameters, check_report_dir, check_runs_dir
 from .collapse import COLLAPSE_COLUMNS, collapsed_layers, layer_collapse
 from .document import FIGURE_NAME, FLOPS_FIGURE_NAME, REPORT_FILES, report_markdown, summary_with_size, write_report
@@ -45,11 +47,14 @@ from .identical import identical_masks, identical_reason
 from .loading import (COLUMNS, EXPORT_JSON, KEY_FIELDS, NO_RUNS_HINT, NOT_APPLICABLE, ONE_SETUP, PRUNING_ONLY,
                       RECIPE_KNOBS, SHOWN_SETUP, SPARSE_FILE, STATUS_ORDER, has_runs, load_results, read_export)
 from .setups import SETTING, setups
-from .statistics import (ALPHA, COMPARISON_COLUMNS, FEW_SEEDS, STAT_COLUMNS, SUMMARY_COLUMNS, accuracy_by_seed,
-                         adjust_for_columns, column_runs, comparisons, paired_comparison, summary, t_interval)
-from .tables import (SIZE_LEGEND, TABLE_LEGEND, collapse_markdown, column_title, comparisons_markdown, format_cell,
+from .noise import noise_sentence, noise_sentences, seeds_clause
+from .statistics import (ACCURACY_RANGE, ALPHA, COMPARISON_COLUMNS, FEW_SEEDS, PAIRED_COLUMNS, POWER, SEEDS_SHOWN,
+                         STAT_COLUMNS, SUMMARY_COLUMNS, accuracy_by_seed, adjust_for_columns, clipped_interval,
+                         column_runs, comparisons, detectable_gap, paired_comparison, paired_power, seeds_needed,
+                         summary, t_interval)
+from .tables import (SEEDS_COLUMN, SIZE_LEGEND, TABLE_LEGEND, collapse_markdown, column_title, comparisons_markdown, format_cell,
                      identical_masks_notes, markdown_table, not_applicable_markdown, paired_columns, paper_tables,
-                     problems_markdown, runs_markdown, setup_sections, size_speed_markdown)
+                     problems_markdown, runs_markdown, seeds_text, setup_sections, size_speed_markdown)
 from .views import PROBLEM_COLUMNS, not_applicable, overview, problems, runs_view, short_id
 
 __all__ = ["load_results", "summary", "t_interval", "paired_comparison", "comparisons", "adjust_for_columns",
@@ -60,7 +65,9 @@ __all__ = ["load_results", "summary", "t_interval", "paired_comparison", "compar
            "column_runs", "accuracy_by_seed", "short_id", "plot_accuracy_vs_flops", "size_speed",
            "size_speed_markdown", "size_text", "speed_text", "file_size", "times", "recorded_flops",
            "summary_with_size", "read_export", "has_runs", "identical_masks", "identical_reason",
-           "identical_masks_notes", "check_parameters", "check_runs_dir", "check_report_dir",
+           "identical_masks_notes", "check_parameters", "check_runs_dir", "check_report_dir", "paired_power",
+           "seeds_needed", "detectable_gap", "clipped_interval", "seeds_text", "seeds_clause", "noise_sentence",
+           "noise_sentences", "PAIRED_COLUMNS", "POWER", "SEEDS_SHOWN", "ACCURACY_RANGE", "CLIP_MARK", "SEEDS_COLUMN",
            "COLUMNS", "SETTING", "STAT_COLUMNS", "SUMMARY_COLUMNS", "TABLE_CSV_COLUMNS", "COMPARISON_COLUMNS",
            "COLLAPSE_COLUMNS", "PROBLEM_COLUMNS", "NOT_APPLICABLE", "STATUS_ORDER", "KEY_FIELDS", "RECIPE_KNOBS",
            "PRUNING_ONLY", "SHOWN_SETUP", "ONE_SETUP", "EMPTY_CELL", "NA_CELL", "FEW_SEEDS", "FEW_MARK",

@@ -23,6 +23,7 @@ EMPTY_CELL = "—"
 NA_CELL = "n/a"
 FEW_MARK = "†"
 COLLAPSE_MARK = "‡"
+CLIP_MARK = "^"  # after an interval shown clipped at 0% or 100%
 
 
 def _columns_of(s: pd.DataFrame, na: pd.DataFrame) -> list[tuple]:
@@ -67,7 +68,7 @@ def _table_cells(df: pd.DataFrame) -> pd.DataFrame:
                                  & (na_here["target_sparsity"] == col[2])]
                 for label in sorted(set(col_na["recipe"]) - shown, key=_recipe_order):
                     records.append(dict(zip(["setup", *SETTING], (setup, *col)), recipe=label, state=NOT_APPLICABLE,
-                                        n=0, n_below_3=False, collapsed_runs=0, best=False))
+                                        n=0, ci95_clipped=False, n_below_3=False, collapsed_runs=0, best=False))
     return pd.DataFrame(records, columns=TABLE_CSV_COLUMNS)
 
 

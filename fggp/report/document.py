@@ -18,6 +18,7 @@ from .collapse import layer_collapse
 from .efficiency import recorded_flops, size_speed
 from .figures import plot_accuracy_vs_flops, plot_accuracy_vs_sparsity
 from .loading import load_results
+from .noise import noise_sentences
 from .setups import SETTING
 from .statistics import comparisons, summary
 from .tables import (TABLE_LEGEND, collapse_markdown, not_applicable_markdown, paper_tables, problems_markdown,
@@ -32,9 +33,13 @@ REPORT_FILES = ("summary.csv", "table.md", "table.csv", "comparisons.csv", "coll
 
 def report_markdown(df: pd.DataFrame, runs_dir, figure_name: str | None = FIGURE_NAME + ".png",
                     flops_figure_name: str | None = FLOPS_FIGURE_NAME + ".png") -> str:
-    """The whole comparison as one Markdown document (what table.md holds); the FLOPs figure is linked only
+    """The whole comparison as one Markdown document (what table.md holds); its first lines say, per setup, which
+    differences are within noise at this number of seeds (``noise_sentences``); the FLOPs figure is linked only
     when some run recorded its FLOPs."""
     lines = [f"# Pruning comparison: `{runs_dir}`", "", overview(df), ""]
+    noise = noise_sentences(df)
+    if noise:
+        lines += [*[f"- {x}" for x in noise], ""]
     if paper_tables(df):
         lines += ["## Final test accuracy (%)", "", TABLE_LEGEND, "", setup_sections(df), ""]
         if figure_name:

@@ -1,7 +1,8 @@
 """The tables as text: GitHub Markdown for table.md, the notebook and the evidence document.
 
-Cells read ``mean [95% CI] n=N`` in percent with their marks; the paired tests print the difference in
-percentage points with its interval, p, p (BH) and a verdict in words; an empty table is a sentence.
+Cells read ``mean [95% CI] n=N`` in percent with their marks (an interval past 0% or 100% shown clipped, ^); the
+paired tests print the difference in percentage points with its interval, p, p (BH), a verdict in words and, for a
+gap within noise, the seeds a paired test would need to separate it; an empty table is a sentence.
 """
 
 from __future__ import annotations
@@ -11,22 +12,24 @@ import math
 import numpy as np
 import pandas as pd
 
-from .cells import COLLAPSE_MARK, EMPTY_CELL, FEW_MARK, NA_CELL, _table_cells, average_rank
+from .cells import CLIP_MARK, COLLAPSE_MARK, EMPTY_CELL, FEW_MARK, NA_CELL, _table_cells, average_rank
 from .collapse import layer_collapse
 from .efficiency import NOT_RECORDED, size_speed, size_text, speed_text
 from .identical import identical_masks, identical_reason
 from .loading import NO_RUNS_HINT, NOT_APPLICABLE, ONE_SETUP
 from .setups import SETTING, _is_dense, _recipe_order, setups
-from .statistics import ALPHA, FEW_SEEDS, comparisons
+from .statistics import ALPHA, FEW_SEEDS, POWER, SEEDS_SHOWN, clipped_interval, comparisons
 from .views import not_applicable, problems, runs_view, short_id
 
 
 def format_cell(mean: float, low: float, high: float, n: int) -> str:
-    """Percent with one decimal: ``mean [low, high] n=N`` (the 95% interval), and the few-seeds mark."""
+    """Percent with one decimal: ``mean [low, high] n=N`` (the 95% interval), and the few-seeds mark. An interval
+    past 100% or below 0% is shown clipped at the bound and marked: ``89.0 [76.3, 100.0]^ n=2 †``."""
     mark = f" {FEW_MARK}" if n < FEW_SEEDS else ""
     if n < 2 or math.isnan(low):
         return f"{mean:.1f} n={n}{mark}"
-    return f"{mean:.1f} [{low:.1f}, {high:.1f}] n={n}{mark}"
+    low, high, clipped = clipped_interval(low, high)
+    return f"{mean:.1f} [{low:.1f}, {high:.1f}]{CLIP_MARK if clipped else ''} n={n}{mark}"
 
 
 def column_title(col: tuple) -> str:
@@ -116,17 +119,33 @@ def comparisons_markdown(c: pd.DataFrame) -> str:
     return markdown_table(view, index=False)
 
 
+SEEDS_COLUMN = f"seeds for {100 * POWER:g}% power"
+
+
+def seeds_text(n: float) -> str:
+    """A ``seeds_needed`` as a table shows it: the number, ``> 1000`` beyond ``SEEDS_SHOWN`` (practically equal at
+    that spread), ``never (equal means)`` for a zero gap, empty where there is none (not within noise)."""
+    if n is None or pd.isna(n):
+        return ""
+    if math.isinf(n):
+        return "never (equal means)"
+    return f"> {SEEDS_SHOWN}" if n > SEEDS_SHOWN else f"{n:.0f}"
+
+
 def paired_columns(c: pd.DataFrame, difference: str, p_format: str = ".3f") -> dict:
     """A paired test's columns as printed (``difference`` names the first): the mean difference and its
-    interval in percentage points, p, p (BH) and the verdict. Shared by every table of paired tests."""
+    interval in percentage points, p, p (BH), the verdict and, under a verdict within noise, the seeds for 80%
+    power (``seeds_text``). Shared by every table of paired tests."""
     def p_text(p: float) -> str:
         return "" if math.isnan(p) else format(p, p_format)
 
+    seeds = c["seeds_needed"] if "seeds_needed" in c else pd.Series(math.nan, index=c.index)
     return {
         difference: c["diff_mean_pct"].map(_signed),
         "95% CI (pp)": [f"[{lo:+.2f}, {hi:+.2f}]" if not math.isnan(lo) else ""
                         for lo, hi in zip(c["diff_ci95_low_pct"], c["diff_ci95_high_pct"])],
         "p": c["p_value"].map(p_text), "p (BH)": c["p_adjusted"].map(p_text), "verdict": c["verdict"],
+        SEEDS_COLUMN: seeds.map(seeds_text),
     }
 
 
@@ -262,7 +281,12 @@ TABLE_LEGEND = (f"Cells: mean final test accuracy in percent, its 95% t interval
                 "pruned recipes compete (a recipe alone in its column has nothing to beat); whether it "
                 f"is really ahead is the paired test below each table (separated when p < {ALPHA} after the "
                 "Benjamini-Hochberg adjustment over the table's columns, p (BH); 'within noise' means the seeds "
-                "cannot tell the two apart).")
+                f"cannot tell the two apart). {CLIP_MARK} after an interval: it passed 100% (or 0%), which no accuracy "
+                "can, and is shown clipped at the bound (the CSVs keep it as computed). Seeds for "
+                f"{100 * POWER:g}% power, under a gap within noise: how many paired seeds a paired t test at p < "
+                f"{ALPHA} would need to separate, {100 * POWER:g}% of the time, a true gap the size of the observed "
+                "mean difference at the observed spread of the differences (at the unadjusted level: over several "
+                f"columns the adjustment needs more); > {SEEDS_SHOWN}: the two are practically equal at that spread.")
 
 
 def runs_markdown(df: pd.DataFrame) -> str:
