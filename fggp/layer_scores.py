@@ -259,10 +259,14 @@ def layer_view(model: nn.Module, grads: dict[str, torch.Tensor], layer: str | No
 
 def describe(scores: LayerScores) -> pd.DataFrame:
     """Summary of |w| and |g| (count, active weights, zeros, quantiles): how far apart the two scales are.
-    The quantiles are over every weight of the layer, pruned ones (zeros) included."""
+    ``count`` and ``zeros`` are over every weight of the layer; the quantiles over its active weights, the ones
+    every order chooses among (all of them, unless a checkpoint's run pruned some: those zeros would otherwise
+    pull the |w| quantiles to 0 and hide the scale of the weights that are left)."""
     rows = {}
+    active = scores.active
     for label, mag in (("|w|", scores.w_mag), ("|g|", scores.g_mag)):
-        q = torch.quantile(mag.double(), torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0], dtype=torch.float64)).tolist()
+        values = mag[active] if bool(active.any()) else mag
+        q = torch.quantile(values.double(), torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0], dtype=torch.float64)).tolist()
         rows[label] = {"count": mag.numel(), "active": scores.n_active, "zeros": int((mag == 0).sum()),
                        "min": q[0], "10%": q[1], "median": q[2], "90%": q[3], "max": q[4]}
     return pd.DataFrame.from_dict(rows, orient="index")

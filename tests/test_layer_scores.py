@@ -201,6 +201,15 @@ def test_a_pruned_checkpoints_weights_stay_pruned(tmp_path):
     s = layer_view(model, grads, "features.4.weight", masks)
     assert torch.equal(s.active, mask.flatten()) and s.n_active == int(mask.sum()) < 0.3 * s.n
     assert "pruned before" in repr(s) and describe(s).loc["|w|", "active"] == s.n_active
+    summary = describe(s)  # the scales of the weights that are left: the run's zeros would pull |w|'s median to 0
+    assert summary.loc["|w|", "zeros"] >= s.n - s.n_active and summary.loc["|w|", "count"] == s.n
+    left = s.w_mag[s.active].double()
+    assert summary.loc["|w|", "median"] == pytest.approx(float(torch.quantile(left, 0.5))) and left.median() > 0
+    assert summary.loc["|w|", "min"] == pytest.approx(float(s.w_mag[s.active].min()))
+    histograms = viz.plot_histograms(s)  # the active weights only, as the scatter; the title counts the rest
+    for ax in histograms.axes:
+        assert sum(p.get_height() for p in ax.patches) == s.n_active
+        assert f"{s.n - s.n_active} pruned before not shown" in ax.get_title()
     k = round(0.2 * s.n_active)
     for name, chosen in pruned_sets(s, 0.2, 0.5).items():
         assert int(chosen.sum()) == k and not (chosen & ~s.active).any(), name
@@ -296,6 +305,8 @@ def test_histograms_have_one_panel_per_magnitude():
     assert len(fig.axes) == 2
     assert all(ax.patches for ax in fig.axes)
     assert "1 exact zeros not shown" in fig.axes[1].get_title()
+    assert "pruned before" not in fig.axes[0].get_title()  # a layer without a checkpoint: every weight drawn
+    assert sum(p.get_height() for p in fig.axes[0].patches) == make_scores().n - 1  # its one exact zero: log axis
 
 
 def test_scatter_has_one_panel_per_order_highlighting_k_weights():
@@ -383,8 +394,10 @@ def test_interactive_sliders_redraw_the_figure_and_table_in_place():
     with capture_output() as shown:
         explorer._ipython_display_()
     caption, *published = shown.outputs
-    assert "model not found" in caption.data["text/markdown"]  # a saved copy explains its own widget error
+    assert "model not found" in caption.data["text/markdown"]  # a copy saved without widget state says why
     assert len(published) == 3  # the sliders, then the figure and the table as outputs of their own
+    assert published[0].data["text/plain"] == explorer.CONTROLS_TEXT  # not the VBox(...) repr
+    assert published[0].data["application/vnd.jupyter.widget-view+json"]["model_id"] == explorer.controls.model_id
     assert "image/png" in published[1].data and "text/html" in published[2].data
     ids = [o.transient["display_id"] for o in published[1:]]
     sliders["rate"].value = 0.3
@@ -431,16 +444,3 @@ def test_notebook_parameter_lists_match_the_notebooks(module, notebook):
     assert assigned[0] == list(mod.NOTEBOOK_PARAMETERS)
     assert {name for names in assigned[1:] for name in names} == set(mod.NOTEBOOK_NAMES)
     assert "check_" in code[1]  # the check is in the first cell after the parameters
-
-
-def test_notebook_runs_headless_with_papermill(tmp_path):
-    papermill = pytest.importorskip("papermill")
-    out = tmp_path / "01_layer_scores.ipynb"
-    papermill.execute_notebook(str(NOTEBOOK), str(out), parameters=dict(warmup_steps=5), kernel_name="python3",
-                               cwd=str(tmp_path), progress_bar=False, execution_timeout=120)  # fail, never hang
-    nb = json.loads(out.read_text())
-    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
-    assert not [o for o in outputs if o["output_type"] == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == 5  # the interactive figure as a plain PNG too
-    widget = next(i for i, o in enumerate(outputs) if "application/vnd.jupyter.widget-view+json" in o.get("data", {}))
-    assert "model not found" in "".join(outputs[widget - 1]["data"]["text/markdown"])  # said where it appears

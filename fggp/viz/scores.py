@@ -122,14 +122,19 @@ def plot_heatmaps(scores: LayerScores) -> Figure:
 
 
 def plot_histograms(scores: LayerScores) -> Figure:
-    """Histograms of |w| and |g|, on a log x axis when the nonzero values span more than 100x.
+    """Histograms of |w| and |g| of the active weights, on a log x axis when the nonzero values span more than
+    100x.
 
-    On a log axis exact zeros cannot be drawn; their count is given in the title instead.
+    Weights a checkpoint's run pruned are not drawn (as in the scatter): thousands of zeros would dwarf the
+    weights that are left; the title counts them. On a log axis exact zeros cannot be drawn either; their
+    count is given in the title instead.
     """
     fig = Figure(figsize=(11, 3.8), layout="constrained")
     axes = fig.subplots(1, 2)
+    active = scores.active.numpy()
+    gone = scores.n - scores.n_active
     for ax, (title, mag) in zip(axes, (("|w|", scores.w_mag), ("|g|", scores.g_mag))):
-        v = mag.numpy()
+        v = mag.numpy()[active] if active.any() else mag.numpy()
         positive = v[v > 0]
         zeros = v.size - positive.size
         log = positive.size > 1 and positive.max() / positive.min() > 100
@@ -138,8 +143,10 @@ def plot_histograms(scores: LayerScores) -> Figure:
             ax.set_xscale("log")
         else:
             ax.hist(v, bins=60, color="tab:blue")
-        note = f", {zeros} exact zeros not shown" if log and zeros else ""
-        ax.set_title(f"{title} of {scores.name}: median {np.median(v):.2e}{note}")
+        notes = [f"{zeros} exact zeros not shown"] if log and zeros else []
+        notes += [f"{gone} pruned before not shown"] if gone and active.any() else []
+        note = "\n" + ", ".join(notes) if notes else ""  # a line of its own: two titles side by side
+        ax.set_title(f"{title} of {scores.name}: median {np.median(v):.2e}{note}", fontsize="medium")
         ax.set_xlabel(title + (" (log scale)" if log else ""))
         ax.set_ylabel("weights")
     return fig
@@ -268,6 +275,10 @@ class Explorer:
     where the sliders cannot be shown without a kernel, and a headless run (nbclient, papermill) never
     has to echo captured widget output back to the kernel, which used to leave it hanging. ``figure``
     and ``table`` are the current drawing.
+
+    The sliders themselves are widget views. nbclient and papermill store their state in the executed
+    notebook's metadata (``store_widget_state``, on by default), so JupyterLab draws them in such a copy,
+    disconnected, at the values of the drawing; their text/plain fallback is a sentence, not a repr.
     """
 
     SLIDER_LAYOUT = dict(width="640px")
@@ -310,15 +321,23 @@ class Explorer:
         self.figure.savefig(buffer, format="png", dpi=100)
         return Image(data=buffer.getvalue(), format="png"), self.table
 
-    CAPTION = ("Sliders (they need a running kernel: in a copy opened without one, JupyterLab shows "
-               "\"Error displaying widget: model not found\" in their place). Below them: the drawing of the "
-               "values last chosen, kept in any saved copy.")
+    CAPTION = ("Sliders for sparsity and rate, then the drawing of the values chosen last, which every saved "
+               "copy keeps. The sliders move while the kernel runs (a copy JupyterLab saved with *Settings > Save "
+               "Widget State Automatically* off shows \"Error displaying widget: model not found\" in their place).")
+    # What a front-end without the widget (a plain-text view, an untrusted notebook) shows in their place.
+    CONTROLS_TEXT = "[sliders for sparsity and rate: they move in a running notebook]"
+
+    def controls_bundle(self) -> dict:
+        """The sliders' display data: the widget view, and a sentence instead of the VBox(...) repr."""
+        bundle = dict(self.controls._repr_mimebundle_())
+        bundle["text/plain"] = self.CONTROLS_TEXT
+        return bundle
 
     def _ipython_display_(self) -> None:
         from IPython.display import Markdown, display
 
-        display(Markdown(self.CAPTION))  # a saved copy reads cleanly: the error, if shown, is explained first
-        display(self.controls)
+        display(Markdown(self.CAPTION))
+        display(self.controls_bundle(), raw=True)
         self.handles = [display(obj, display_id=True) for obj in self._shown()]
 
 
