@@ -53,6 +53,72 @@ def subject_vs_best(df: pd.DataFrame, subject: str = SUBJECT) -> pd.DataFrame:
     return adjust_for_columns(pd.DataFrame(records))
 
 
+def subject_vs_each(df: pd.DataFrame, subject: str = SUBJECT) -> pd.DataFrame:
+    """``subject`` against every other pruned recipe in every column where both ran, paired over the seeds
+    they share. Why: the best-other comparison pairs only the seeds of whichever recipe has the highest mean,
+    and means over different seed sets are not comparable; a recipe run with more seeds is tested on all of them
+    here. ``diff`` is subject minus other; Benjamini-Hochberg over all of a setup's comparisons."""
+    s, done = _pruned(summary(df)), _expanded(df)
+    records = []
+    for setup in setups(df):
+        for col, cell in s[s["setup"] == setup].groupby(SETTING, sort=True):
+            if subject not in set(cell["recipe"]):
+                continue
+            runs = column_runs(done, setup, col)
+            mine = accuracy_by_seed(runs, subject)
+            for other in sorted(set(cell["recipe"]) - {subject}, key=_recipe_order):
+                theirs = accuracy_by_seed(runs, other)
+                seeds = sorted(set(mine.index) & set(theirs.index))
+                records.append({"setup": setup, **dict(zip(SETTING, col)), "subject": subject, "other": other,
+                                "subject_mean_pct": mine[seeds].mean(), "other_mean_pct": theirs[seeds].mean(),
+                                **{k: v for k, v in paired_comparison(mine, theirs).items() if k in PAIRED_COLUMNS}})
+    each = adjust_for_columns(pd.DataFrame(records))
+    if len(each):  # the adjustment runs over comparisons here, not over columns
+        each["verdict"] = each["verdict"].str.replace(" columns (", " comparisons (", regex=False)
+    return each
+
+
+def each_markdown(c: pd.DataFrame) -> str:
+    view = pd.DataFrame({
+        "column": [column_title(t) for t in c[SETTING].itertuples(index=False, name=None)],
+        "other": c["other"], "pairs": c["pairs"],
+        f"{c['subject'].iloc[0]} (paired seeds)": c["subject_mean_pct"].map(lambda x: f"{x:.2f}"),
+        "other (paired seeds)": c["other_mean_pct"].map(lambda x: f"{x:.2f}"),
+        **paired_columns(c, "difference (pp)", p_format=".3g"),
+    })
+    return markdown_table(view, index=False)
+
+
+def each_sentence(c: pd.DataFrame, subject: str = SUBJECT) -> str | None:
+    """One sentence over ``subject_vs_each``'s rows of one setup: where the subject is behind or ahead by a
+    separated margin, and how many comparisons are within noise."""
+    tested = c[c["p_value"].notna()]
+    if tested.empty:
+        return None
+    sep = tested[tested["verdict"].str.startswith("separated")]
+    behind, ahead = sep[sep["diff_mean_pct"] < 0], sep[sep["diff_mean_pct"] > 0]
+
+    def listed(rows):
+        return "; ".join(f"{column_title(t)}: {o} by {abs(d):.2f} pp over {n} seeds (p (BH) = {q:.3g})"
+                         for t, o, d, n, q in zip(rows[SETTING].itertuples(index=False, name=None), rows["other"],
+                                                  rows["diff_mean_pct"], rows["pairs"], rows["p_adjusted"]))
+
+    parts = [f"Paired with every other recipe over the seeds both ran ({len(tested)} comparisons, Benjamini-Hochberg "
+             f"over all of them), {subject} is behind by a separated margin in {len(behind)}"
+             + (f" ({listed(behind)})" if len(behind) else ""),
+             f"ahead by a separated margin in {len(ahead)}" + (f" ({listed(ahead)})" if len(ahead) else ""),
+             f"and within noise in {len(tested) - len(sep)}"]
+    alone = tested[tested["verdict"].str.contains("alone")]
+    if len(alone):
+        parts[-1] += (f" ({len(alone)} of them with p < 0.05 on its own: "
+                      + "; ".join(f"{column_title(t)}: {subject} {'ahead of' if d > 0 else 'behind'} {o} by {abs(d):.2f} pp "
+                                  f"over {n} seeds, p = {p:.3g}, adjusted {q:.3g}"
+                                  for t, o, d, n, p, q in zip(alone[SETTING].itertuples(index=False, name=None),
+                                                              alone["other"], alone["diff_mean_pct"], alone["pairs"],
+                                                              alone["p_value"], alone["p_adjusted"])) + ")")
+    return ", ".join(parts) + "."
+
+
 def subject_markdown(c: pd.DataFrame) -> str:
     if c.empty:
         return "(the subject recipe has no column with another pruned recipe)"
@@ -185,6 +251,7 @@ def findings(df: pd.DataFrame, subject: str = SUBJECT) -> list[str]:
     collapsed layers by recipe."""
     out = []
     comps, ranks, vs = comparisons(df), average_rank(df), subject_vs_best(df, subject)
+    each_all = subject_vs_each(df, subject)
     all_setups, table = setups(df), summary(df)
     for setup in all_setups:
         prefix = "" if len(all_setups) == 1 else f"[{setup}] "
@@ -215,6 +282,9 @@ def findings(df: pd.DataFrame, subject: str = SUBJECT) -> list[str]:
                        f"{place} of {len(r)} pruned recipes"
                        + (f", tied with {', '.join(tied)}" if tied else "")
                        + (f" (best average rank: {top['recipe']}, {top['average_rank']:.2f})." if place > 1 else "."))
+        each = each_all[each_all["setup"] == setup] if len(each_all) else each_all
+        if len(each) and (sentence := each_sentence(each, subject)):
+            out.append(prefix + sentence)
         losses = v[v["subject_mean_pct"] < v["other_mean_pct"]] if len(v) else v
         if len(losses):
             sep = losses[losses["verdict"].str.startswith("separated")]
@@ -313,6 +383,16 @@ def sweep_section(out_dir, figure_path: Path, figure_link: str, subject: str = S
         lines += [f"### {subject} against the best other recipe, paired by seed", "",
                   f"Difference = {subject} − the other recipe with the highest mean in the column; negative: "
                   f"{subject} is behind.", "", subject_markdown(vs), ""]
+    each = subject_vs_each(df, subject)
+    if len(each):
+        lines += [f"### {subject} against every recipe, paired by seed", "",
+                  f"Each other pruned recipe of each column against {subject}, over the seeds both ran (the table "
+                  f"above pairs only the seeds of the recipe with the highest mean). Difference = {subject} − the "
+                  "other recipe; Benjamini-Hochberg over all the comparisons of a setup.", ""]
+        for setup, rows in each.groupby("setup", sort=False):
+            if each["setup"].nunique() > 1:
+                lines += [f"#### {setup}", ""]
+            lines += [each_markdown(rows), ""]
     kept = layer_kept(df)
     if not kept.empty:
         lines += [f"### Kept weights per layer at {100 * kept.attrs['target']:g}% sparsity", "",
@@ -403,5 +483,5 @@ def write_results(out_dirs: list, doc_path, command: str, subject: str = SUBJECT
     return doc_path
 
 
-__all__ = ["subject_vs_best", "identical_masks", "at_chance", "layer_kept", "timing", "findings", "results_markdown",
+__all__ = ["subject_vs_best", "subject_vs_each", "identical_masks", "at_chance", "layer_kept", "timing", "findings", "results_markdown",
            "write_results", "check_results_inputs", "SUBJECT"]
