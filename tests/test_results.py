@@ -129,7 +129,7 @@ def test_write_results_writes_the_document_and_its_figures(sweep, tmp_path):
     shows = text.split("### What the numbers show\n\n", 1)[1]
     assert shows.startswith("- [epochs=8, prune_end_epoch=8] With 1 seed per cell, no column's best can be tested")
     assert "| within noise | 34 |" in text.split("### fggp against the best other recipe")[1]  # subject table
-    assert text.count("| verdict | seeds for 80% power |") == 3  # two setups' best vs runner-up, and the subject's
+    assert text.count("| verdict | seeds for 80% power |") == 4  # two setups' best vs runner-up, the subject's two
     half = 3 * 4.302652729749464 / math.sqrt(3)
     assert f"**94.0 [{94 - half:.1f}, 100.0]^ n=3**" in text and f"{94 + half:.1f}]" not in text
 
