@@ -29,6 +29,8 @@ KEY_FIELDS = {"arch", "recipe", "target_sparsity", "initial_sparsity", "seed"}
 RECIPE_KNOBS = {"rate", "grad_window"}  # differ legitimately between recipes; a variant only within one
 PRUNING_ONLY = RECIPE_KNOBS | {"prune_start_epoch", "prune_end_epoch", "prune_every"}  # meaningless for dense
 SHOWN_SETUP = ("dataset", "epochs", "prune_start_epoch", "prune_end_epoch", "prune_every", "lr", "batch_size")
+# Shown too when every run shares them at a value other than the default: a budget a reader must know of.
+SHOWN_IF_SET = ("optimizer", "weight_decay", "lr_schedule", "warmup_epochs", "val_size", "train_subset")
 ONE_SETUP = "one setup"
 NO_RUNS_HINT = "run notebook 02 or `make quick` first"
 EXPORT_JSON = Path("export") / "export.json"  # written by `fggp export RUN_DIR`
@@ -212,9 +214,10 @@ def _labels(configs: list[dict]) -> tuple[list[str], list[dict], list[str]]:
         shown = [k for k in sorted(RECIPE_KNOBS) if c.get("recipe") in knobs[k]]
         variants.append(", ".join(f"{k}={_show(c.get(k))}" for k in shown))
         setups.append({k: c.get(k) for k in setup_keys if _applies(c, k)})
-    shared = [f"{k}={_show(full[0].get(k))}" for k in SHOWN_SETUP if full and k not in setup_keys
+    shared = [f"{k}={_show(full[0].get(k))}" for k in SHOWN_SETUP + SHOWN_IF_SET if full and k not in setup_keys
               and len({_canonical(c.get(k)) for c in full if _applies(c, k)}) == 1
-              and any(_applies(c, k) for c in full)]
+              and any(_applies(c, k) for c in full)
+              and (k in SHOWN_SETUP or _canonical(full[0].get(k)) != _canonical(defaults.get(k)))]
     return variants, setups, shared
 
 
