@@ -4,6 +4,7 @@
     fggp sweep GRID.yaml [--jobs N] [--out DIR] [--executor local|submitit-local|slurm ...]
                                                 a grid of runs through the run notebook, then the report
     fggp sweep GRID.yaml --dry-run [--out DIR]  where each point of the grid stands; runs nothing
+    fggp sweep GRID.yaml --from-records DIR     first copy in the finished runs of committed records
     fggp report [RUNS_DIR]                      the aggregation alone
     fggp results SWEEP_OUT... --out DOC.md      several sweeps in one evidence document (docs/RESULTS.md)
     fggp export RUN_DIR [--out DIR]             a completed run as small files, with measured size and speed
@@ -36,7 +37,7 @@ def _sweep(args) -> int:
         check_options(jobs=args.jobs, executor=args.executor, partition=args.partition,
                       gpus_per_run=args.gpus_per_run, timeout_min=args.timeout_min,
                       array_parallelism=args.array_parallelism)
-        table = status(args.grid, args.out)
+        table = status(args.grid, args.out, from_records=args.from_records)
         print(table.to_string(index=False))
         print(count_states(table), flush=True)
         return 0
@@ -44,7 +45,7 @@ def _sweep(args) -> int:
     line, ok = summarize(sweep(args.grid, args.out, jobs=args.jobs, executor=args.executor, partition=args.partition,
                                gpus_per_run=args.gpus_per_run, timeout_min=args.timeout_min,
                                array_parallelism=args.array_parallelism, retry_diverged=args.retry_diverged,
-                               make_report=not args.no_report))
+                               make_report=not args.no_report, from_records=args.from_records))
     print(line, flush=True)
     return 0 if ok else 1
 
@@ -157,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list every point with its state (completed, outputs missing, damaged, failed, diverged, "
                         "running, interrupted, pending, not applicable) and run nothing")
     p.add_argument("--retry-diverged", action="store_true", help="train the points that diverged before again")
+    p.add_argument("--from-records", default=None, metavar="RECORDS",
+                   help="copy the finished runs of a records folder (fggp records) in first; train only the rest")
     p.add_argument("--no-report", action="store_true",
                    help="skip notebook 03 at the end (a grid run in parts; run `fggp report OUT/runs` later)")
     p.set_defaults(func=_sweep)

@@ -39,6 +39,9 @@ KERNEL = "python3"
 # its cause: the kernel manager gives the kernel CurveZMQ keys (kernel_config), as docs/sweeps.md explains.
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 ERROR_FILE = "error.txt"
+# A point whose results were copied from committed records (``fggp sweep --from-records``): done, with its
+# result, config and metrics, but no checkpoint, notebook or figures, which are never part of the records.
+RECORDED_FILE = "recorded.json"
 # What notebook 02 saves beside the run files (fggp.viz.runs.save_figures): with the executed notebook,
 # config.json and metrics.jsonl, a completed point has all of them, or it is not done.
 RUN_FIGURES = ("training_curves.png", "sparsity.png", "layer_density.png")
@@ -156,7 +159,9 @@ def completion(run_dir: Path, notebook: Path = RUN_NOTEBOOK) -> tuple[str | None
     figures are all there; ``outputs_missing`` when the run completed but any of those is missing or edited
     (a kill between result.json and the notebook, a deleted file): re-executing the notebook makes them
     without training again; ``damaged`` when result.json does not match its digest. A result made before
-    digests is read unchecked: ``completed`` with the reason "unverified". Other states are result.json's own.
+    digests is read unchecked: ``completed`` with the reason "unverified". ``recorded`` when the result came
+    from committed records (``fggp sweep --from-records``): whole, no notebook or figures to make. Other
+    states are result.json's own.
     """
     run_dir = Path(run_dir)
     result = read_result(run_dir)
@@ -169,16 +174,25 @@ def completion(run_dir: Path, notebook: Path = RUN_NOTEBOOK) -> tuple[str | None
     reasons = [p for p in [metrics_problem(run_dir, result)] if p]
     missing = [name for name in ("config.json", notebook.name, *RUN_FIGURES) if not (run_dir / name).is_file()]
     if missing:
+        if not reasons and "config.json" not in missing and (run_dir / RECORDED_FILE).is_file():
+            return "recorded", f"results from {_recorded_from(run_dir)} (no checkpoint, notebook or figures)"
         reasons.append("missing " + ", ".join(missing))
     if reasons:
         return "outputs_missing", "; ".join(reasons)
     return "completed", "" if "digest" in result else "unverified (made before result digests: not checked)"
 
 
+def _recorded_from(run_dir: Path) -> str:
+    try:
+        return str(json.loads((run_dir / RECORDED_FILE).read_text()).get("from", "records"))
+    except (OSError, ValueError, AttributeError):
+        return "records"
+
+
 def _done(run_dir: Path, notebook: Path = RUN_NOTEBOOK) -> bool:
-    """Completed with all its outputs, and no failure recorded after it (e.g. a full disk while the figures
-    were saved)."""
-    return completion(run_dir, notebook)[0] == "completed" and not (run_dir / ERROR_FILE).exists()
+    """Completed with all its outputs (or copied whole from records), and no failure recorded after it (e.g.
+    a full disk while the figures were saved)."""
+    return completion(run_dir, notebook)[0] in ("completed", "recorded") and not (run_dir / ERROR_FILE).exists()
 
 
 def _one_line(err: BaseException) -> str:
@@ -223,7 +237,7 @@ def execute_point(config: RunConfig, runs_dir: Path, notebook: Path = RUN_NOTEBO
 
 def _execute_locked(config, runs_dir, run_dir, notebook, device, retry_diverged, log) -> Outcome:
     state, reason = completion(run_dir, notebook)
-    if state == "completed" and not (run_dir / ERROR_FILE).exists():
+    if state in ("completed", "recorded") and not (run_dir / ERROR_FILE).exists():
         partial_path(run_dir / notebook.name).unlink(missing_ok=True)  # a kill after the rename left it
         return Outcome(config.run_id, "skipped")
     if state == "diverged":

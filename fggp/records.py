@@ -9,6 +9,9 @@ exported); no checkpoints, notebooks or figures. A run not finished yet keeps wh
 far): the document counts it as incomplete, as it would the sweep's own folder. Only whole runs are copied: a result.json that does not
 match its digest, or a completed run whose metrics do not match it, is left out and named. The copy is
 made beside ``dest`` and renamed into place, so ``dest`` is the old records or the new ones, never half.
+
+The way back: ``fggp sweep GRID --from-records DEST`` copies the finished runs of the records into the
+sweep's folder before it runs anything (``seed_runs``), so a fresh checkout trains only what is missing.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .train.checkpoint import _umask, check_out_dir, metrics_problem, read_result, result_problem, write_json
+from .executors import RECORDED_FILE
+from .train.checkpoint import _umask, check_out_dir, epochs_done, metrics_problem, read_result, result_problem, write_json
 
 RUN_RECORDS = ("result.json", "config.json", "metrics.jsonl", "export/export.json")
 SWEEP_FILE = "sweep.json"
+FINAL = ("completed", "diverged")  # the states a sweep does not train again
 
 
 def _shown(path: Path) -> str:
@@ -114,4 +119,94 @@ def write_records(sweep_out, dest, log=print) -> dict:
     return {"copied": copied, "left_out": left_out, "unfinished": unfinished}
 
 
-__all__ = ["write_records", "RUN_RECORDS"]
+def check_records(records) -> Path:
+    """``records`` as a folder ``fggp records`` wrote (runs/ and sweep.json), else a one-line error."""
+    if records is None or not str(records).strip():
+        raise ValueError(f"from_records: {str(records)!r} is empty; give a records folder, e.g. docs/results/fashion")
+    folder = Path(records).absolute()
+    if not (folder / "runs").is_dir() or not (folder / SWEEP_FILE).is_file():
+        raise ValueError(f"from_records: {str(records)!r} is not a records folder (it needs runs/ and {SWEEP_FILE}, "
+                         f"as `fggp records SWEEP_OUT DEST` writes them)")
+    return folder
+
+
+def _record_problem(record: Path, run_id: str) -> str | None:
+    result = read_result(record)
+    if result is None:
+        return "unfinished"
+    if result.get("status") not in FINAL:
+        return f"{result.get('status')}"
+    if result.get("run_id") not in (None, run_id):
+        return f"result.json is run {result.get('run_id')}, not {run_id}"
+    if not (record / "config.json").is_file():
+        return "config.json is missing"
+    return _problem(record, result)
+
+
+def _trained_here(run_dir: Path) -> bool:
+    """Whether this sweep's folder has anything of the run worth keeping: a result or training done."""
+    return run_dir.is_dir() and (read_result(run_dir) is not None or (run_dir / "checkpoint.pt").exists()
+                                 or epochs_done(run_dir) > 0)
+
+
+def seed_runs(records, run_ids, runs_dir, log=print) -> dict:
+    """Copy the finished runs of ``records`` among ``run_ids`` into ``runs_dir``, marked as recorded.
+
+    Why: a grid's committed records are its finished points; a sweep seeded with them trains only the
+    rest, and `fggp records` afterwards holds them all. A point this folder already has (a result, a
+    checkpoint, epochs) is left as it is. A record that is unfinished, damaged or not this point's is not
+    copied, and said. Each run lands whole: its files are put together beside ``runs_dir`` and renamed in.
+    Returns ``{"seeded": [...], "kept": [...], "not_copied": {run_id: why}}``.
+    """
+    folder = check_records(records)
+    runs_dir = Path(runs_dir)
+    seeded, kept, not_copied = [], [], {}
+    staging_root = runs_dir.parent / ".from-records"
+    for run_id in run_ids:
+        record = folder / "runs" / run_id
+        if not record.is_dir():
+            continue
+        problem = _record_problem(record, run_id)
+        if problem:
+            not_copied[run_id] = problem
+            continue
+        run_dir = runs_dir / run_id
+        if _trained_here(run_dir):
+            kept.append(run_id)
+            continue
+        staging_root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=staging_root, prefix=f"{run_id}."))
+        try:
+            for name in RUN_RECORDS:
+                if (record / name).is_file():
+                    (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(record / name, staging / name)
+            write_json(staging / RECORDED_FILE, {"from": _shown(folder)})
+            os.chmod(staging, 0o777 & ~_umask())
+            if run_dir.exists():  # a pending point's folder (a lock, a config): nothing trained, replaced
+                aside = Path(tempfile.mkdtemp(dir=staging_root, prefix=f"{run_id}.", suffix=".old"))
+                os.replace(run_dir, aside / "run")
+            os.replace(staging, run_dir)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        seeded.append(run_id)
+    shutil.rmtree(staging_root, ignore_errors=True)
+    for run_id, why in not_copied.items():
+        log(f"from records: not copied {run_id} ({why}); it is trained")
+    log(f"from records: {len(seeded)} finished runs of {_shown(folder)} copied (results, no checkpoints)"
+        + (f", {len(kept)} already in {_shown(runs_dir)} kept" if kept else "")
+        + (f", {len(not_copied)} not copied" if not_copied else ""))
+    return {"seeded": seeded, "kept": kept, "not_copied": not_copied}
+
+
+def record_for(records, run_id: str) -> tuple[bool, str]:
+    """Whether ``seed_runs`` would copy this point's record, and why not when it would not (the dry run's
+    reason; it copies nothing)."""
+    record = check_records(records) / "runs" / run_id
+    if not record.is_dir():
+        return False, ""
+    problem = _record_problem(record, run_id)
+    return (False, f"its record is not copied ({problem}); it is trained") if problem else (True, "")
+
+
+__all__ = ["write_records", "seed_runs", "check_records", "record_for", "RUN_RECORDS"]

@@ -2,6 +2,8 @@
 
     fggp sweep configs/quick.yaml --jobs 2 --out outputs
     fggp sweep configs/quick.yaml --dry-run          # where each point stands; runs nothing
+    fggp sweep configs/fashion.yaml --from-records docs/results/fashion --out outputs/fashion
+                                                     # train only what the committed records lack
 
 A grid file has ``grid`` (RunConfig field -> non-empty list of values; the runs are their product, or
 a list of such mappings: the union of their products, e.g. more seeds for some recipes only),
@@ -11,7 +13,8 @@ wins". Completed points are skipped, interrupted ones resume from their checkpoi
 full disk included) is recorded in its run directory and the others go on. A point the recipe cannot
 reach (``fggp.pruning.Infeasible``) is ``not_applicable``: listed, never executed, never failed. Runs land
 in ``OUT/runs/<run_id>``, the executed notebooks beside them, the report in ``OUT/report``; every path is
-made absolute once, before any point runs.
+made absolute once, before any point runs. ``--from-records`` copies the finished runs of a records
+folder (``fggp records``) into ``OUT/runs`` first: they are ``recorded`` (results, no checkpoints), not run.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import yaml
 from .executors import (ERROR_FILE, EXECUTORS, KERNEL, NOTEBOOKS, RUN_NOTEBOOK, ClusterOptions, Outcome, completion,
                         execute, execute_notebook, execute_point, notebook_parameters)
 from .pruning import RECIPES, Infeasible
+from .records import check_records, record_for, seed_runs
 from .train import RunConfig
 from .train.checkpoint import check_out_dir, epochs_done, read_result, write_json
 from .train.config import identity_of, knob_applies, run_id_of
@@ -246,17 +250,21 @@ def check_options(jobs: int = 1, executor: str = "local", partition: str | None 
 
 def sweep(grid_path: str | Path, out: str | Path = "outputs", jobs: int = 1, log=print, executor: str = "local",
           partition: str | None = None, gpus_per_run: int = 1, timeout_min: float = 24 * 60,
-          array_parallelism: int | None = None, retry_diverged: bool = False, make_report: bool = True) -> Outcomes:
+          array_parallelism: int | None = None, retry_diverged: bool = False, make_report: bool = True,
+          from_records: str | Path | None = None) -> Outcomes:
     """Expand, execute (``jobs`` at a time, on ``executor``), then build the report with notebook 03
     (unless ``make_report=False``: a grid run in parts, or aggregated later by ``fggp report``/``fggp results``).
 
     Everything is checked before anything is written; a point that fails is an outcome, not an
-    exception, and a report that cannot be written (whole) is ``outcomes.report_error``.
+    exception, and a report that cannot be written (whole) is ``outcomes.report_error``. ``from_records``:
+    a records folder whose finished runs are copied in before anything runs (``fggp.records.seed_runs``).
     """
     check_options(jobs=jobs, executor=executor, partition=partition, gpus_per_run=gpus_per_run,
                   timeout_min=timeout_min, array_parallelism=array_parallelism)
     spec = load_grid(grid_path)
     out = check_out_dir(out)  # absolute from here on: no point's notebook can move where it resolves
+    if from_records is not None:
+        check_records(from_records)
     points = expand(spec)
     configs = _runnable(points)
     runs_dir = out / "runs"
@@ -266,6 +274,8 @@ def sweep(grid_path: str | Path, out: str | Path = "outputs", jobs: int = 1, log
                                                else {"run_id": p.run_id, "config": p.to_dict()} for p in points]})
     skipped = len(points) - len(configs)
     log(f"sweep: {len(configs)} runs in {runs_dir}" + (f" ({skipped} not applicable)" if skipped else ""))
+    if from_records is not None:
+        seed_runs(from_records, [c.run_id for c in configs], runs_dir, log)
     for p in points:
         if isinstance(p, NotApplicable):
             log(f"not applicable: {p.run_id}: {p.reason}")
@@ -319,7 +329,7 @@ def report(runs_dir: str | Path = "outputs/runs", report_dir: str | Path | None 
     return report_dir
 
 
-STATES = ("completed", "outputs_missing", "damaged", "failed", "diverged", "running", "interrupted", "pending",
+STATES = ("completed", "recorded", "outputs_missing", "damaged", "failed", "diverged", "running", "interrupted", "pending",
           "not_applicable")
 
 
@@ -347,8 +357,8 @@ def point_status(run_dir: Path) -> tuple[str, int, str]:
     run_dir = Path(run_dir)
     epochs = epochs_done(run_dir)
     state, reason = completion(run_dir)
-    if state == "completed" or state == "diverged":
-        if state == "completed" and (run_dir / ERROR_FILE).exists():  # the run finished, its notebook did not
+    if state in ("completed", "recorded", "diverged"):
+        if state != "diverged" and (run_dir / ERROR_FILE).exists():  # the run finished, its notebook did not
             return "failed", epochs, f"the run completed, its notebook failed: {_first_line(run_dir / ERROR_FILE)}"
         return state, epochs, reason
     if _held(run_dir / ".lock") or _held(run_dir / ".run.lock"):
@@ -374,20 +384,24 @@ def point_state(run_dir: Path) -> tuple[str, int]:
     return state, epochs
 
 
-def status(grid_path: str | Path, out: str | Path = "outputs") -> pd.DataFrame:
+def status(grid_path: str | Path, out: str | Path = "outputs", from_records: str | Path | None = None) -> pd.DataFrame:
     """One row per grid point: the fields the grid varies, the run id, its state and epochs done. Runs nothing.
 
     ``outputs_missing`` means the run completed but a file the point makes is missing or edited (the next
     sweep makes it again without training); ``damaged`` that result.json does not match its digest;
     ``running`` that a live process holds the point's lock; ``interrupted`` that it has a checkpoint or
     epochs but no result (a sweep run again resumes it); ``not_applicable`` that the recipe cannot reach
-    the point. The ``reason`` column (shown when any row has one) says why.
+    the point; ``recorded`` that its result was copied from records (``--from-records``). With
+    ``from_records``, a pending point the records hold says so in its reason (the dry run copies nothing).
+    The ``reason`` column (shown when any row has one) says why.
     """
     if out is None or not str(out).strip():
         raise ValueError(f"out: {str(out)!r} is empty; give the sweep's outputs directory, e.g. outputs")
     if Path(out).exists() and not Path(out).is_dir():
         raise ValueError(f"out: {str(out)!r} is a file; it must be a directory")
     spec = load_grid(grid_path)
+    if from_records is not None:
+        check_records(from_records)
     values: dict[str, list] = {}
     for g in subgrids(spec):
         for k, v in g.items():
@@ -401,6 +415,9 @@ def status(grid_path: str | Path, out: str | Path = "outputs") -> pd.DataFrame:
                          "epochs": "-", "reason": point.reason})
             continue
         state, done, reason = point_status(Path(out) / "runs" / point.run_id)
+        if from_records is not None and state == "pending":
+            copies, why = record_for(from_records, point.run_id)
+            reason = "in the records: copied when the sweep runs, not trained" if copies else why
         rows.append({**{k: getattr(point, k) for k in varied}, "run_id": point.run_id, "state": state,
                      "epochs": f"{done}/{point.epochs}", "reason": reason})
     columns = [*varied, "run_id", "state", "epochs", "reason"]

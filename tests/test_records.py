@@ -143,3 +143,88 @@ def test_results_document_rebuilds_byte_identical_from_the_committed_records(tmp
     assert (tmp_path / "RESULTS.md").read_text() == doc
     for figure in (tmp_path / "results").iterdir():  # and the figures it links
         assert (ROOT / "docs" / "results" / figure.name).is_file()
+
+
+SEEDED_GRID = ("grid: {seed: [1, 2, 3]}\nfixed: {arch: tiny, dataset: synthetic, epochs: 1, prune_end_epoch: 1, "
+               "prune_every: 5, target_sparsity: 0.8}\n")
+
+
+def test_a_sweep_from_records_trains_only_what_they_lack(tmp_path, monkeypatch, capsys):
+    """The way a long grid is finished in a later sitting: a fresh folder seeded with the committed records
+    trains only the missing point, and the records made of it afterwards hold every run, the copied ones
+    byte for byte."""
+    from fggp.sweep import expand, load_grid, status
+    from fggp.train import run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    Path("grid.yaml").write_text(SEEDED_GRID)
+    points = expand(load_grid("grid.yaml"))
+    first = Path("first")
+    for config in points[:2]:  # an earlier sitting finished seeds 1 and 2 (the training is what matters here)
+        run(config, first / "runs")
+    (first / "sweep.json").write_text(json.dumps({"grid": "grid.yaml", "name": "demo", "points": [
+        {"run_id": c.run_id, "config": c.to_dict()} for c in points]}))
+    write_records(first, "records")
+    capsys.readouterr()
+
+    dry = status("grid.yaml", "later", from_records="records").set_index("seed")
+    assert dry["state"].tolist() == ["pending"] * 3
+    assert dry.loc[1, "reason"] == dry.loc[2, "reason"] == "in the records: copied when the sweep runs, not trained"
+    assert not Path("later").exists()  # the dry run copies nothing
+
+    assert main(["sweep", "grid.yaml", "--out", "later", "--from-records", "records", "--no-report"]) == 0
+    log = capsys.readouterr().out
+    assert "from records: 2 finished runs of records copied" in log and "1 completed, 2 skipped" in log
+    runs = Path("later/runs")
+    for config in points[:2]:
+        copied = runs / config.run_id
+        assert not (copied / "checkpoint.pt").exists() and not (copied / "02_cifar10_run.ipynb").exists()
+        for name in ("result.json", "config.json", "metrics.jsonl"):
+            assert (copied / name).read_bytes() == (Path("records/runs") / config.run_id / name).read_bytes()
+    assert (runs / points[2].run_id / "02_cifar10_run.ipynb").is_file()  # the one point trained
+    states = status("grid.yaml", "later").set_index("seed")
+    assert states["state"].tolist() == ["recorded", "recorded", "completed"]
+    assert states.loc[1, "reason"] == "results from records (no checkpoint, notebook or figures)"
+
+    assert main(["sweep", "grid.yaml", "--out", "later", "--no-report"]) == 0  # again: nothing to do
+    assert "3 skipped" in capsys.readouterr().out
+    counts = write_records("later", "records")
+    assert counts["copied"] == 3 and counts["left_out"] == {}
+    assert _files(Path("records")) == {"sweep.json"} | {f"runs/{c.run_id}/{n}" for c in points
+                                                        for n in ("result.json", "config.json", "metrics.jsonl")}
+
+
+def test_seeding_keeps_what_the_folder_has_and_copies_only_whole_records(tmp_path, monkeypatch, capsys):
+    """A record that is unfinished, damaged or another run's is not copied (and said); a point this folder has
+    trained is kept; a pending point's folder is replaced whole."""
+    from fggp.records import seed_runs
+    from fggp.train import run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    Path("grid.yaml").write_text(SEEDED_GRID)
+    from fggp.sweep import expand, load_grid
+
+    points = expand(load_grid("grid.yaml"))
+    ids = [c.run_id for c in points]
+    for config in points:
+        run(config, Path("first/runs"))
+    Path("first/sweep.json").write_text(json.dumps({"grid": "grid.yaml", "points": []}))
+    write_records("first", "records")
+    damaged = Path("records/runs") / ids[0] / "result.json"
+    damaged.write_text(json.dumps({**json.loads(damaged.read_text()), "final_test_acc": 0.99}))  # edited
+    shutil.copytree(Path("first/runs") / ids[1], Path("later/runs") / ids[1])  # trained here already
+    (Path("later/runs") / ids[2]).mkdir(parents=True)
+    (Path("later/runs") / ids[2] / ".lock").write_text("")  # a pending point: nothing trained
+    before = (Path("later/runs") / ids[1] / "result.json").read_bytes()
+    capsys.readouterr()
+    outcome = seed_runs("records", [*ids, "not-in-the-records"], Path("later/runs").absolute())
+    assert outcome["seeded"] == [ids[2]] and outcome["kept"] == [ids[1]]
+    assert list(outcome["not_copied"]) == [ids[0]] and "digest" in outcome["not_copied"][ids[0]]
+    assert (Path("later/runs") / ids[1] / "result.json").read_bytes() == before
+    assert sorted(p.name for p in (Path("later/runs") / ids[2]).iterdir()) == [
+        "config.json", "metrics.jsonl", "recorded.json", "result.json"]
+    assert not (Path("later/runs") / ids[0]).exists() and not Path("later/.from-records").exists()
+    log = capsys.readouterr().out
+    assert f"from records: not copied {ids[0]} (result.json does not match its digest" in log
