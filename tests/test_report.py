@@ -420,6 +420,58 @@ def test_the_fixture_report_opens_with_its_noise_per_setup(results):
         f"{g3 * SEPARATED['sd']:.2f} pp (tiny · 80%), {g3 * WITHIN_NOISE['sd']:.2f} pp at the widest (tiny · 90%).")
 
 
+
+def test_no_gap_past_what_accuracies_allow_is_offered_as_detectable(tmp_path):
+    """Two seeds 90 pp apart in their differences: the smallest gap two seeds could separate is past 100 pp,
+    which no two accuracies can differ by; the sentence says so instead of printing it as a gap."""
+    runs = tmp_path / "runs"
+    for target in (0.5, 0.6):
+        for seed, (fggp, gmp) in enumerate([(0.95, 0.45), (0.10, 0.50)], start=1):
+            write_run(runs, config("fggp", target, seed), "completed", fggp)
+            write_run(runs, config("gmp", target, seed), "completed", gmp)
+    df = load_results(runs)
+    c = comparisons(df)
+    smallest = detectable_gap(1.0, 2) * float(c["diff_std_pct"].min())
+    assert smallest > 100
+    (sentence,) = noise_sentences(df)
+    assert sentence.endswith(f"At the observed spread 2 seeds separate no gap two accuracies can have with 80% "
+                             f"power: the smallest they could is {smallest:.0f} pp (tiny · 50%), more than the 100 pp "
+                             "between 0% and 100%.")
+
+
+def _unequal_seed_runs(runs: Path) -> Path:
+    """fggp with 8 seeds, gmp with 3, at 90%: on seeds 1-3 gmp is 1 pp ahead every time, but fggp's seeds 4-8
+    (95%) put its own mean (93.5%) above gmp's (92%). At 80% the two share one seed only."""
+    for seed, acc in enumerate([0.90, 0.91, 0.92, 0.95, 0.95, 0.95, 0.95, 0.95], start=1):
+        write_run(runs, config("fggp", 0.9, seed), "completed", acc)
+    for seed, acc in enumerate([0.91, 0.92, 0.93], start=1):
+        write_run(runs, config("gmp", 0.9, seed), "completed", acc)
+    write_run(runs, config("fggp", 0.8, 1), "completed", 0.90)
+    write_run(runs, config("fggp", 0.8, 2), "completed", 0.96)
+    write_run(runs, config("gmp", 0.8, 1), "completed", 0.91)
+    return runs
+
+
+def test_recipes_with_different_seeds_are_ranked_over_the_seeds_they_share(tmp_path):
+    df = load_results(_unequal_seed_runs(tmp_path / "runs"))
+    c = comparisons(df).set_index("target_sparsity")
+    row = c.loc[0.9]
+    assert (row["best"], row["runner_up"], row["pairs"], row["ranked_seeds"]) == ("gmp", "fggp", 3, 3)
+    assert row["diff_mean_pct"] == pytest.approx(1.0) and row["verdict"] == "separated (same gap on every seed)"
+    few = c.loc[0.8]  # one seed in common: too few to pair, ranked by the cells' own means (fggp 93 > gmp 91)
+    assert (few["best"], few["runner_up"], few["pairs"], few["ranked_seeds"]) == ("fggp", "gmp", 1, 1)
+    table = paper_tables(df)[next(iter(paper_tables(df)))]
+    fggp, gmp = table.loc["fggp", "tiny · 90%"], table.loc["gmp", "tiny · 90%"]
+    assert fggp.startswith("93.5 [") and fggp.endswith("n=8") and gmp.startswith("**92.0 [")  # own means shown
+    ranks = average_rank(df).set_index("recipe")["average_rank"].to_dict()
+    assert ranks == {"fggp": 1.5, "gmp": 1.5}  # gmp first at 90% (shared seeds), fggp first at 80% (own means)
+    text = setup_sections(df)
+    assert ("In tiny · 90% the recipes have different seeds: bold, ranks and best against runner-up compare their "
+            "means over the 3 seeds all of the column's recipes have; a cell shows the mean over its own seeds (n). "
+            "In tiny · 80% the recipes have different seeds and fewer than two in common") in text
+    same = load_results(_two_seed_runs(tmp_path / "same"))
+    assert comparisons(same)["ranked_seeds"].isna().all() and "different seeds" not in setup_sections(same)
+
 # ---------------------------------------------------------------- no accuracy shown past 100% or below 0%
 
 def test_an_interval_past_a_bound_is_shown_clipped_and_marked_never_the_mean():

@@ -50,8 +50,8 @@ from .setups import SETTING, setups
 from .noise import noise_sentence, noise_sentences, seeds_clause
 from .statistics import (ACCURACY_RANGE, ALPHA, COMPARISON_COLUMNS, FEW_SEEDS, PAIRED_COLUMNS, POWER, SEEDS_SHOWN,
                          STAT_COLUMNS, SUMMARY_COLUMNS, accuracy_by_seed, adjust_for_columns, clipped_interval,
-                         column_runs, comparisons, detectable_gap, paired_comparison, paired_power, seeds_needed,
-                         summary, t_interval)
+                         column_runs, comparisons, detectable_gap, paired_comparison, paired_power, ranking_means,
+                         seeds_needed, summary, t_interval)
 from .tables import (SEEDS_COLUMN, SIZE_LEGEND, TABLE_LEGEND, collapse_markdown, column_title, comparisons_markdown, format_cell,
                      identical_masks_notes, markdown_table, not_applicable_markdown, paired_columns, paper_tables,
                      problems_markdown, runs_markdown, seeds_text, setup_sections, size_speed_markdown)
@@ -66,7 +66,7 @@ __all__ = ["load_results", "summary", "t_interval", "paired_comparison", "compar
            "size_speed_markdown", "size_text", "speed_text", "file_size", "times", "recorded_flops",
            "summary_with_size", "read_export", "has_runs", "identical_masks", "identical_reason",
            "identical_masks_notes", "check_parameters", "check_runs_dir", "check_report_dir", "paired_power",
-           "seeds_needed", "detectable_gap", "clipped_interval", "seeds_text", "seeds_clause", "noise_sentence",
+           "seeds_needed", "detectable_gap", "clipped_interval", "seeds_text", "seeds_clause", "noise_sentence", "ranking_means",
            "noise_sentences", "PAIRED_COLUMNS", "POWER", "SEEDS_SHOWN", "ACCURACY_RANGE", "CLIP_MARK", "SEEDS_COLUMN",
            "COLUMNS", "SETTING", "STAT_COLUMNS", "SUMMARY_COLUMNS", "TABLE_CSV_COLUMNS", "COMPARISON_COLUMNS",
            "COLLAPSE_COLUMNS", "PROBLEM_COLUMNS", "NOT_APPLICABLE", "STATUS_ORDER", "KEY_FIELDS", "RECIPE_KNOBS",

@@ -15,7 +15,7 @@ import pandas as pd
 from .collapse import layer_collapse
 from .loading import NOT_APPLICABLE
 from .setups import SETTING, _dense, _expanded, _is_dense, _pruned, _recipe_order, setups
-from .statistics import FEW_SEEDS, STAT_COLUMNS, summary
+from .statistics import FEW_SEEDS, STAT_COLUMNS, column_runs, ranking_means, summary
 
 TABLE_CSV_COLUMNS = ["setup", *SETTING, "recipe", "state", *STAT_COLUMNS, "n_below_3", "collapsed_runs",
                      "rank", "best"]
@@ -47,9 +47,11 @@ def _table_cells(df: pd.DataFrame) -> pd.DataFrame:
             in_col = here[(here["arch"] == col[0]) & (here["initial_sparsity"] == col[1])
                           & (here["target_sparsity"] == col[2])]
             pruned = _pruned(in_col)
-            ranks = pruned["mean_pct"].rank(method="average", ascending=False)
+            # ranked over the seeds every recipe of the column has (their own means when they have the same)
+            means, _ = ranking_means(pruned, column_runs(done, setup, col))
+            ranks = means.rank(method="average", ascending=False)
             # a recipe alone in its column is neither best nor ranked: there is nothing to beat
-            best = pruned["mean_pct"].max() if len(pruned) > 1 else math.nan
+            best = means.max() if len(pruned) > 1 else math.nan
             dense = here[(here["arch"] == col[0]) & _dense(here["recipe"])]
             for r in list(pruned.itertuples()) + list(dense.itertuples()):
                 runs = done[(done["setup"] == setup) & (done["recipe"] == r.recipe) & (done["arch"] == r.arch)
@@ -59,8 +61,9 @@ def _table_cells(df: pd.DataFrame) -> pd.DataFrame:
                 records.append(dict(zip(["setup", *SETTING], (setup, *col)), recipe=r.recipe, state="completed",
                                     **{c: getattr(r, c) for c in STAT_COLUMNS}, n_below_3=r.n < FEW_SEEDS,
                                     collapsed_runs=int(runs["run_id"].isin(flagged).sum()),
-                                    rank=math.nan if is_dense or len(pruned) < 2 else float(ranks[r.Index]),
-                                    best=(not is_dense) and bool(np.isclose(r.mean_pct, best, rtol=0, atol=1e-9))))
+                                    rank=math.nan if is_dense or len(pruned) < 2 else float(ranks[r.recipe]),
+                                    best=(not is_dense) and bool(np.isclose(means[r.recipe], best, rtol=0,
+                                                                            atol=1e-9))))
             if len(na_here):
                 shown = {rec["recipe"] for rec in records if rec["setup"] == setup
                          and (rec["arch"], rec["initial_sparsity"], rec["target_sparsity"]) == col}

@@ -12,8 +12,11 @@ import math
 import pandas as pd
 
 from .setups import SETTING, _pruned, setups
-from .statistics import ALPHA, POWER, SEEDS_SHOWN, comparisons, seeds_needed, summary
+from .statistics import ACCURACY_RANGE, ALPHA, POWER, SEEDS_SHOWN, comparisons, seeds_needed, summary
 from .tables import column_title
+
+
+MAX_GAP = ACCURACY_RANGE[1] - ACCURACY_RANGE[0]  # no two accuracies are further apart than this
 
 
 def _plural(n: int, word: str) -> str:
@@ -94,10 +97,20 @@ def noise_sentence(c: pd.DataFrame, ns: pd.Series) -> str:
         pairs = set(spread["pairs"])
         who = _plural(int(pairs.pop()), "seed") if len(pairs) == 1 else "the paired seeds of a column"
         low, high = spread.iloc[0], spread.iloc[-1]
+        where = column_title(tuple(low[SETTING]))
+        if low["detectable_gap_pct"] > MAX_GAP:
+            text += (f" At the observed spread {who} separate no gap two accuracies can have with {100 * POWER:g}% "
+                     f"power: the smallest they could is {low['detectable_gap_pct']:.0f} pp ({where}), more than the "
+                     f"{MAX_GAP:.0f} pp between 0% and 100%.")
+            return text
         text += (f" The smallest gap {who} separate with {100 * POWER:g}% power at the observed spread is "
-                 f"{low['detectable_gap_pct']:.2f} pp ({column_title(tuple(low[SETTING]))})")
+                 f"{low['detectable_gap_pct']:.2f} pp ({where})")
         if len(spread) > 1:
-            text += f", {high['detectable_gap_pct']:.2f} pp at the widest ({column_title(tuple(high[SETTING]))})"
+            widest = column_title(tuple(high[SETTING]))
+            text += (f", {high['detectable_gap_pct']:.2f} pp at the widest ({widest})"
+                     if high["detectable_gap_pct"] <= MAX_GAP else
+                     f"; at the widest ({widest}) no gap two accuracies can have ({high['detectable_gap_pct']:.0f} pp, "
+                     f"more than the {MAX_GAP:.0f} pp between 0% and 100%)")
         text += "."
     return text
 

@@ -23,7 +23,7 @@ PAIRED_COLUMNS = ["pairs", "diff_mean_pct", "diff_std_pct", "diff_ci95_low_pct",
                   "verdict", "seeds_needed", "detectable_gap_pct"]  # what paired_comparison gives
 COMPARISON_COLUMNS = ["setup", *SETTING, "best", "runner_up", "pairs", "diff_mean_pct", "diff_std_pct",
                       "diff_ci95_low_pct", "diff_ci95_high_pct", "p_value", "p_adjusted", "verdict", "seeds_needed",
-                      "detectable_gap_pct"]
+                      "detectable_gap_pct", "ranked_seeds"]
 ALPHA = 0.05
 FEW_SEEDS = 3  # cells with fewer completed seeds than this are marked
 POWER = 0.8  # the power "seeds needed" and "detectable gap" are computed for
@@ -144,21 +144,45 @@ def paired_comparison(best: pd.Series, runner_up: pd.Series) -> dict:
     return {**out, "verdict": "separated" if test.pvalue < ALPHA else "within noise"}
 
 
+def ranking_means(cell: pd.DataFrame, runs: pd.DataFrame) -> tuple[pd.Series, int | None]:
+    """The means a column is ranked by, per recipe label (percent), and over how many seeds.
+
+    Why: a recipe run with 8 seeds beside one with 3 has a mean over other seeds; ranking those against each
+    other can call "best" a recipe that trails the runner-up on every seed both have. Where the column's
+    recipes (``cell``, rows of ``summary``) have different seeds, each is ranked by its mean over the seeds
+    all of them have (``runs``: the column's completed runs), and the count is returned; where they have the
+    same seeds, the cells' own means and None. Fewer than two seeds in common (too few to pair): the own means,
+    and that count (0 or 1)."""
+    own = pd.Series(cell["mean_pct"].to_numpy(float), index=cell["recipe"].to_numpy())
+    by_seed = {label: accuracy_by_seed(runs, label) for label in own.index}
+    seed_sets = [set(s.index) for s in by_seed.values()]
+    if not seed_sets or all(s == seed_sets[0] for s in seed_sets):
+        return own, None
+    common = sorted(set.intersection(*seed_sets))
+    if len(common) < 2:
+        return own, len(common)
+    return pd.Series({label: float(s[common].mean()) for label, s in by_seed.items()}), len(common)
+
+
 def comparisons(df: pd.DataFrame) -> pd.DataFrame:
-    """Per setup and column: the best pruned recipe (highest mean) against the runner-up, paired by seed."""
+    """Per setup and column: the best pruned recipe (highest mean) against the runner-up, paired by seed.
+    Where the column's recipes have different seeds, best and runner-up are the highest means over the
+    seeds all of them have (``ranked_seeds`` says how many; ``ranking_means``), and the test pairs the two
+    over every seed they share."""
     done = _expanded(df)
     s = summary(df)
     records = []
     for setup in setups(df):
         here = _pruned(s[s["setup"] == setup])
         for col, cell in here.groupby(SETTING, sort=True):
-            ranked = cell.sort_values(["mean_pct", "recipe"], ascending=[False, True])
-            record = dict(zip(["setup", *SETTING], (setup, *col)), best=ranked.iloc[0]["recipe"])
+            runs = column_runs(done, setup, col)
+            means, ranked_seeds = ranking_means(cell, runs)
+            ranked = sorted(means.index, key=lambda label: (-means[label], label))
+            record = dict(zip(["setup", *SETTING], (setup, *col)), best=ranked[0], ranked_seeds=ranked_seeds)
             if len(ranked) < 2:
                 records.append({**record, "runner_up": None, "pairs": 0, "verdict": "no runner-up"})
                 continue
-            record["runner_up"] = ranked.iloc[1]["recipe"]
-            runs = column_runs(done, setup, col)
+            record["runner_up"] = ranked[1]
             records.append({**record, **paired_comparison(accuracy_by_seed(runs, record["best"]),
                                                            accuracy_by_seed(runs, record["runner_up"]))})
     return adjust_for_columns(pd.DataFrame(records, columns=COMPARISON_COLUMNS))

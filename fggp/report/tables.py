@@ -189,6 +189,30 @@ def not_applicable_markdown(df: pd.DataFrame) -> str:
     return markdown_table(_one_setup(grouped[[*keys[:-1], "seeds", "reason"]], df), index=False)
 
 
+def unequal_seeds_note(c: pd.DataFrame) -> str:
+    """Where a setup's columns hold recipes with different seeds, how they are ranked (``ranking_means``):
+    empty when every column's recipes have the same seeds."""
+    if "ranked_seeds" not in c or c["ranked_seeds"].isna().all():
+        return ""
+    def titles(rows):
+        return ", ".join(column_title(t) for t in rows[SETTING].itertuples(index=False, name=None))
+
+    rows = c[c["ranked_seeds"].notna()]
+    common, few = rows[rows["ranked_seeds"] >= 2], rows[rows["ranked_seeds"] < 2]
+    parts = []
+    if len(common):
+        low, high = int(common["ranked_seeds"].min()), int(common["ranked_seeds"].max())
+        seeds = str(low) if low == high else f"{low} to {high}"
+        parts.append(f"In {titles(common)} the recipes have different seeds: bold, ranks and best against runner-up "
+                     f"compare their means over the {seeds} seeds all of the column's recipes have; a cell shows the "
+                     "mean over its own seeds (n).")
+    if len(few):
+        parts.append(f"In {titles(few)} the recipes have different seeds and fewer than two in common: bold, ranks "
+                     "and best against runner-up use each cell's own mean, a mean over other seeds than its "
+                     "neighbours'.")
+    return " ".join(parts)
+
+
 def setup_sections(df: pd.DataFrame) -> str:
     """Per setup: its table, the best-vs-runner-up test and the average ranks, in Markdown."""
     tables = paper_tables(df)
@@ -205,8 +229,11 @@ def setup_sections(df: pd.DataFrame) -> str:
     for setup, table in tables.items():
         if len(tables) > 1 or setup != ONE_SETUP:
             lines += [f"### Setup: {setup}", ""]
-        lines += [markdown_table(table), "", "Best against runner-up, paired by seed:", "",
-                  comparisons_markdown(comps[comps["setup"] == setup]), ""]
+        lines += [markdown_table(table), ""]
+        note = unequal_seeds_note(comps[comps["setup"] == setup])
+        if note:
+            lines += [note, ""]
+        lines += ["Best against runner-up, paired by seed:", "", comparisons_markdown(comps[comps["setup"] == setup]), ""]
         notes = identical_masks_notes(df, setup)
         if notes:
             lines += [*notes, ""]
