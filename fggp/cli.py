@@ -5,7 +5,7 @@
                                                 a grid of runs through the run notebook, then the report
     fggp sweep GRID.yaml --dry-run [--out DIR]  where each point of the grid stands; runs nothing
     fggp sweep GRID.yaml --from-records DIR     first copy in the finished runs of committed records
-    fggp report [RUNS_DIR]                      the aggregation alone
+    fggp report [RUNS_DIR] [--subject RECIPE]   the aggregation alone
     fggp results SWEEP_OUT... --out DOC.md      several sweeps in one evidence document (docs/RESULTS.md)
     fggp export RUN_DIR [--out DIR]             a completed run as small files, with measured size and speed
     fggp records SWEEP_OUT DEST                 a sweep's compact records (what `fggp results` reads) to commit
@@ -53,7 +53,7 @@ def _sweep(args) -> int:
 def _report(args) -> int:
     from .sweep import report
 
-    report(args.runs_dir, args.report_dir)
+    report(args.runs_dir, args.report_dir, subject=args.subject)
     return 0
 
 
@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="aggregate the results under RUNS_DIR into tables and figures")
     p.add_argument("runs_dir", nargs="?", default="outputs/runs")
     p.add_argument("--report-dir", default=None, help="default: RUNS_DIR/../report")
+    p.add_argument("--subject", default=None,
+                   help="the recipe compared with every other, paired by seed (default: fggp, where it ran)")
     p.set_defaults(func=_report)
     p = sub.add_parser("results", help="write one evidence document (tables, figures, findings) from sweeps")
     p.add_argument("sweeps", nargs="+", metavar="SWEEP_OUT", help="a sweep's --out folder (holding runs/)")

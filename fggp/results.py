@@ -18,118 +18,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from .report import (EMPTY_CELL, PAIRED_COLUMNS, SETTING, TABLE_LEGEND, accuracy_by_seed, adjust_for_columns,
-                     average_rank, collapse_markdown, column_runs, column_title, comparisons, identical_masks,
-                     identical_masks_notes, layer_collapse, load_results, markdown_table, noise_sentence,
-                     not_applicable, not_applicable_markdown, overview,
-                     paired_columns, paired_comparison, plot_accuracy_vs_flops, plot_accuracy_vs_sparsity,
-                     problems_markdown, recorded_flops, seeds_clause, setup_sections, setups, size_speed_markdown,
-                     summary)
+from .report import (EMPTY_CELL, SETTING, TABLE_LEGEND, average_rank, collapse_markdown,
+                     column_title, comparisons, identical_masks, identical_masks_notes,
+                     layer_collapse, load_results, markdown_table, noise_sentence, not_applicable,
+                     not_applicable_markdown, overview, plot_accuracy_vs_flops,
+                     plot_accuracy_vs_sparsity, problems_markdown, recorded_flops, seeds_clause,
+                     setup_sections, setups, size_speed_markdown, summary)
 from .report.collapse import _layer_shapes
+from .report.versus import (SUBJECT, each_markdown, each_sentence, subject_markdown, subject_vs_best,
+                            subject_vs_each)
 from .report.loading import has_runs
 from .report.setups import _expanded, _is_dense, _label, _pruned, _recipe_order
 from .train.checkpoint import atomic_write
-
-SUBJECT = "fggp"
-
-
-def subject_vs_best(df: pd.DataFrame, subject: str = SUBJECT) -> pd.DataFrame:
-    """Per setup and column where ``subject`` ran: ``subject`` against the best *other* pruned recipe
-    (highest mean), paired by seed; ``diff`` is subject minus other, so negative means it lost."""
-    s, done = _pruned(summary(df)), _expanded(df)
-    records = []
-    for setup in setups(df):
-        for col, cell in s[s["setup"] == setup].groupby(SETTING, sort=True):
-            if subject not in set(cell["recipe"]) or len(cell) < 2:
-                continue
-            others = cell[cell["recipe"] != subject].sort_values(["mean_pct", "recipe"], ascending=[False, True])
-            other = others.iloc[0]["recipe"]
-            runs = column_runs(done, setup, col)
-            test = paired_comparison(accuracy_by_seed(runs, subject), accuracy_by_seed(runs, other))
-            mean = cell.set_index("recipe")["mean_pct"]
-            records.append({"setup": setup, **dict(zip(SETTING, col)), "subject": subject,
-                            "subject_mean_pct": mean[subject], "other": other, "other_mean_pct": mean[other],
-                            **{k: test[k] for k in PAIRED_COLUMNS}})
-    return adjust_for_columns(pd.DataFrame(records))
-
-
-def subject_vs_each(df: pd.DataFrame, subject: str = SUBJECT) -> pd.DataFrame:
-    """``subject`` against every other pruned recipe in every column where both ran, paired over the seeds
-    they share. Why: the best-other comparison pairs only the seeds of whichever recipe has the highest mean,
-    and means over different seed sets are not comparable; a recipe run with more seeds is tested on all of them
-    here. ``diff`` is subject minus other; Benjamini-Hochberg over all of a setup's comparisons."""
-    s, done = _pruned(summary(df)), _expanded(df)
-    records = []
-    for setup in setups(df):
-        for col, cell in s[s["setup"] == setup].groupby(SETTING, sort=True):
-            if subject not in set(cell["recipe"]):
-                continue
-            runs = column_runs(done, setup, col)
-            mine = accuracy_by_seed(runs, subject)
-            for other in sorted(set(cell["recipe"]) - {subject}, key=_recipe_order):
-                theirs = accuracy_by_seed(runs, other)
-                seeds = sorted(set(mine.index) & set(theirs.index))
-                records.append({"setup": setup, **dict(zip(SETTING, col)), "subject": subject, "other": other,
-                                "subject_mean_pct": mine[seeds].mean(), "other_mean_pct": theirs[seeds].mean(),
-                                **{k: v for k, v in paired_comparison(mine, theirs).items() if k in PAIRED_COLUMNS}})
-    each = adjust_for_columns(pd.DataFrame(records))
-    if len(each):  # the adjustment runs over comparisons here, not over columns
-        each["verdict"] = each["verdict"].str.replace(" columns (", " comparisons (", regex=False)
-    return each
-
-
-def each_markdown(c: pd.DataFrame) -> str:
-    view = pd.DataFrame({
-        "column": [column_title(t) for t in c[SETTING].itertuples(index=False, name=None)],
-        "other": c["other"], "pairs": c["pairs"],
-        f"{c['subject'].iloc[0]} (paired seeds)": c["subject_mean_pct"].map(lambda x: f"{x:.2f}"),
-        "other (paired seeds)": c["other_mean_pct"].map(lambda x: f"{x:.2f}"),
-        **paired_columns(c, "difference (pp)", p_format=".3g"),
-    })
-    return markdown_table(view, index=False)
-
-
-def each_sentence(c: pd.DataFrame, subject: str = SUBJECT) -> str | None:
-    """One sentence over ``subject_vs_each``'s rows of one setup: where the subject is behind or ahead by a
-    separated margin, and how many comparisons are within noise."""
-    tested = c[c["p_value"].notna()]
-    if tested.empty:
-        return None
-    sep = tested[tested["verdict"].str.startswith("separated")]
-    behind, ahead = sep[sep["diff_mean_pct"] < 0], sep[sep["diff_mean_pct"] > 0]
-
-    def listed(rows):
-        return "; ".join(f"{column_title(t)}: {o} by {abs(d):.2f} pp over {n} seeds (p (BH) = {q:.3g})"
-                         for t, o, d, n, q in zip(rows[SETTING].itertuples(index=False, name=None), rows["other"],
-                                                  rows["diff_mean_pct"], rows["pairs"], rows["p_adjusted"]))
-
-    parts = [f"Paired with every other recipe over the seeds both ran ({len(tested)} comparisons, Benjamini-Hochberg "
-             f"over all of them), {subject} is behind by a separated margin in {len(behind)}"
-             + (f" ({listed(behind)})" if len(behind) else ""),
-             f"ahead by a separated margin in {len(ahead)}" + (f" ({listed(ahead)})" if len(ahead) else ""),
-             f"and within noise in {len(tested) - len(sep)}"]
-    alone = tested[tested["verdict"].str.contains("alone")]
-    if len(alone):
-        parts[-1] += (f" ({len(alone)} of them with p < 0.05 on its own: "
-                      + "; ".join(f"{column_title(t)}: {subject} {'ahead of' if d > 0 else 'behind'} {o} by {abs(d):.2f} pp "
-                                  f"over {n} seeds, p = {p:.3g}, adjusted {q:.3g}"
-                                  for t, o, d, n, p, q in zip(alone[SETTING].itertuples(index=False, name=None),
-                                                              alone["other"], alone["diff_mean_pct"], alone["pairs"],
-                                                              alone["p_value"], alone["p_adjusted"])) + ")")
-    return ", ".join(parts) + "."
-
-
-def subject_markdown(c: pd.DataFrame) -> str:
-    if c.empty:
-        return "(the subject recipe has no column with another pruned recipe)"
-    view = pd.DataFrame({
-        "column": [column_title(t) for t in c[SETTING].itertuples(index=False, name=None)],
-        c["subject"].iloc[0]: c["subject_mean_pct"].map(lambda x: f"{x:.1f}"),
-        "best other": [f"{o} ({m:.1f})" for o, m in zip(c["other"], c["other_mean_pct"])],
-        **paired_columns(c, "difference (pp)", p_format=".3g"),
-    })
-    return markdown_table(view, index=False)
-
 
 def layer_kept(df: pd.DataFrame, target: float | None = None) -> pd.DataFrame:
     """Kept weights per layer of each recipe's final masks at ``target`` (default: the highest target),
@@ -387,8 +287,8 @@ def sweep_section(out_dir, figure_path: Path, figure_link: str, subject: str = S
     if len(each):
         lines += [f"### {subject} against every recipe, paired by seed", "",
                   f"Each other pruned recipe of each column against {subject}, over the seeds both ran (the table "
-                  f"above pairs only the seeds of the recipe with the highest mean). Difference = {subject} − the "
-                  "other recipe; Benjamini-Hochberg over all the comparisons of a setup.", ""]
+                  f"above tests one recipe per column). Difference = {subject} − the other recipe; "
+                  "Benjamini-Hochberg over all the comparisons of a setup.", ""]
         for setup, rows in each.groupby("setup", sort=False):
             if each["setup"].nunique() > 1:
                 lines += [f"#### {setup}", ""]

@@ -305,21 +305,25 @@ def sweep(grid_path: str | Path, out: str | Path = "outputs", jobs: int = 1, log
 
 
 def report(runs_dir: str | Path = "outputs/runs", report_dir: str | Path | None = None, log=print,
-           expect: set[str] | None = None) -> Path:
+           expect: set[str] | None = None, subject: str | None = None) -> Path:
     """Execute the aggregation notebook over ``runs_dir``; the executed notebook lands in the report dir.
+    ``subject``: the recipe compared with every other (default: fggp, where it ran); checked before the notebook.
 
     A ``runs_dir`` that does not exist or holds no runs is an error (a misspelt path would give a report of
     nothing), and so is a report that misses any completed run named in ``expect``.
     """
-    from .report import check_runs_dir, load_results
+    from .report import check_runs_dir, load_results, resolve_subject
 
     if runs_dir is None or not str(runs_dir).strip():  # Path("") is "." : a report of whatever is here
         raise ValueError(f"runs_dir: {str(runs_dir)!r} is empty; give a sweep's runs directory, e.g. outputs/runs")
     runs_dir = check_runs_dir(Path(runs_dir).absolute())  # holds runs: an empty folder is not a report either
     report_dir = check_out_dir(report_dir if report_dir is not None else runs_dir.parent / "report", "report_dir")
+    params = {"runs_dir": str(runs_dir), "report_dir": str(report_dir)}
+    if subject is not None:
+        resolve_subject(load_results(runs_dir), subject)  # one line before the notebook starts
+        params["subject"] = subject
     report_dir.mkdir(parents=True, exist_ok=True)
-    execute_notebook(REPORT_NOTEBOOK, report_dir / REPORT_NOTEBOOK.name,
-                     {"runs_dir": str(runs_dir), "report_dir": str(report_dir)}, cwd=report_dir)
+    execute_notebook(REPORT_NOTEBOOK, report_dir / REPORT_NOTEBOOK.name, params, cwd=report_dir)
     if expect:
         df = load_results(runs_dir)
         found = set(df.loc[df["status"] == "completed", "run_id"])

@@ -27,7 +27,7 @@ from fggp.report import (TABLE_LEGEND, adjust_for_columns, average_rank, check_p
                          paired_comparison, paired_power, paper_tables, plot_accuracy_vs_flops,
                          plot_accuracy_vs_sparsity, problems, read_export, report_markdown, runs_markdown, runs_view,
                          seeds_needed, seeds_text, setup_sections, setups, size_speed, size_speed_markdown, summary,
-                         t_interval, write_report)
+                         subject_vs_each, t_interval, write_report)
 from fggp.train import RunConfig
 
 T2, T1 = 4.302652729749464, 12.706204736174707
@@ -472,6 +472,31 @@ def test_recipes_with_different_seeds_are_ranked_over_the_seeds_they_share(tmp_p
     same = load_results(_two_seed_runs(tmp_path / "same"))
     assert comparisons(same)["ranked_seeds"].isna().all() and "different seeds" not in setup_sections(same)
 
+
+def test_the_report_pairs_its_subject_with_every_recipe_over_the_seeds_each_pair_shares(tmp_path):
+    """fggp has 8 seeds, gmp 3: their comparison pairs 3 seeds; the table says so, and the CSV holds the rows.
+    A subject these runs lack is one line before anything is written; without fggp there is no section."""
+    runs = _unequal_seed_runs(tmp_path / "runs")
+    df = load_results(runs)
+    each = subject_vs_each(df).set_index("target_sparsity")
+    assert each.loc[0.9, "pairs"] == 3 and each.loc[0.9, "diff_mean_pct"] == pytest.approx(-1.0)
+    assert each.loc[0.9, "subject_mean_pct"] == pytest.approx(91.0)  # over the seeds they share, not all 8
+    md = report_markdown(df, "runs")
+    assert "## fggp against every recipe, paired by seed" in md
+    assert "| tiny · 90% | gmp | 3 | 91.00 | 92.00 | -1.00 |" in md
+    paths = write_report(runs, tmp_path / "report")
+    assert len(pd.read_csv(paths["versus.csv"])) == 2
+    assert "## gmp against every recipe" in report_markdown(df, "runs", subject="gmp")
+    with pytest.raises(ValueError, match=r"^subject: 'gnp' is not a recipe of these runs \(fggp, gmp\)$"):
+        write_report(runs, tmp_path / "other", subject="gnp")
+    assert not (tmp_path / "other").exists()
+    gmp_only = tmp_path / "gmp_only"
+    for seed in (1, 2):
+        write_run(gmp_only, config("gmp", 0.9, seed), "completed", 0.9)
+        write_run(gmp_only, config("granet", 0.9, seed), "completed", 0.91 + seed / 100)
+    assert "against every recipe" not in report_markdown(load_results(gmp_only), "runs")
+    assert pd.read_csv(write_report(gmp_only, tmp_path / "r2")["versus.csv"]).empty
+
 # ---------------------------------------------------------------- no accuracy shown past 100% or below 0%
 
 def test_an_interval_past_a_bound_is_shown_clipped_and_marked_never_the_mean():
@@ -714,7 +739,7 @@ def test_six_recipes_at_one_sparsity_stay_apart_in_the_figure(tmp_path):
 def test_write_report_writes_every_file(results, tmp_path):
     runs, _, ids = results
     paths = write_report(runs, tmp_path / "report")
-    assert set(paths) == {"summary.csv", "table.md", "table.csv", "comparisons.csv", "collapse.csv",
+    assert set(paths) == {"summary.csv", "table.md", "table.csv", "comparisons.csv", "versus.csv", "collapse.csv",
                           "accuracy_vs_sparsity.png", "accuracy_vs_sparsity.svg", "accuracy_vs_flops.png",
                           "accuracy_vs_flops.svg"}
     assert all(p.parent == tmp_path / "report" and p.stat().st_size > 0 for p in paths.values())
@@ -976,7 +1001,7 @@ def test_notebook_03_refuses_a_misspelt_parameter_or_a_runs_dir_without_runs_in_
     parameters, message = {
         "typo": ({"runs_dri": str(tmp_path), "report_dir": str(tmp_path / "r")},
                  "runs_dri: not a parameter of this notebook (did you mean runs_dir?); its parameters are "
-                 "report_dir, runs_dir"),
+                 "report_dir, runs_dir, subject"),
         "empty": ({"runs_dir": str(tmp_path / "empty"), "report_dir": str(tmp_path / "r")},
                   f"runs_dir: '{tmp_path / 'empty'}' holds no runs"),
     }[case]
@@ -985,6 +1010,17 @@ def test_notebook_03_refuses_a_misspelt_parameter_or_a_runs_dir_without_runs_in_
     assert err.value.ename == "ValueError" and err.value.evalue.startswith(message)
     assert "\n" not in err.value.evalue
     assert not (tmp_path / "r").exists()  # refused before any work
+
+
+def test_notebook_03_refuses_a_subject_the_runs_do_not_have_in_one_line(tmp_path):
+    from papermill.exceptions import PapermillExecutionError
+
+    runs = _two_seed_runs(tmp_path / "runs")
+    with pytest.raises(PapermillExecutionError) as err:
+        _run_notebook(tmp_path, runs_dir=str(runs), report_dir=str(tmp_path / "r"), subject="fgp")
+    assert err.value.ename == "ValueError"
+    assert err.value.evalue == "subject: 'fgp' is not a recipe of these runs (fggp, gmp)"
+    assert not (tmp_path / "r").exists()
 
 
 def test_notebook_03_shows_the_tables_both_figures_and_size_and_speed(results, tmp_path):
@@ -996,6 +1032,7 @@ def test_notebook_03_shows_the_tables_both_figures_and_size_and_speed(results, t
                       for o in c.outputs)
     assert "| tiny · 90% | fggp | 13 KB = 0.14x dense (2 of 3 runs) |" in shown
     assert "### Setup: epochs=15, prune_end_epoch=10" in shown
+    assert "| column | other | pairs | fggp (paired seeds) | other (paired seeds) |" in shown  # fggp against each
     figures = [c for c in nb.cells if c.cell_type == "code" and any("image/png" in o.get("data", {}) for o in c.outputs)]
     assert [c.source for c in figures] == ["plot_accuracy_vs_sparsity(df)", "plot_accuracy_vs_flops(df)"]
     assert (tmp_path / "report" / "accuracy_vs_flops.png").is_file()

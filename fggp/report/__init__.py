@@ -55,6 +55,8 @@ from .statistics import (ACCURACY_RANGE, ALPHA, COMPARISON_COLUMNS, FEW_SEEDS, P
 from .tables import (SEEDS_COLUMN, SIZE_LEGEND, TABLE_LEGEND, collapse_markdown, column_title, comparisons_markdown, format_cell,
                      identical_masks_notes, markdown_table, not_applicable_markdown, paired_columns, paper_tables,
                      problems_markdown, runs_markdown, seeds_text, setup_sections, size_speed_markdown)
+from .versus import (SUBJECT, each_markdown, each_sentence, recipes_of, resolve_subject, subject_markdown,
+                     subject_vs_best, subject_vs_each, versus_markdown)
 from .views import PROBLEM_COLUMNS, not_applicable, overview, problems, runs_view, short_id
 
 __all__ = ["load_results", "summary", "t_interval", "paired_comparison", "comparisons", "adjust_for_columns",
@@ -67,6 +69,8 @@ __all__ = ["load_results", "summary", "t_interval", "paired_comparison", "compar
            "summary_with_size", "read_export", "has_runs", "identical_masks", "identical_reason",
            "identical_masks_notes", "check_parameters", "check_runs_dir", "check_report_dir", "paired_power",
            "seeds_needed", "detectable_gap", "clipped_interval", "seeds_text", "seeds_clause", "noise_sentence", "ranking_means",
+           "SUBJECT", "recipes_of", "resolve_subject", "subject_vs_best", "subject_vs_each", "each_markdown", "each_sentence", "subject_markdown",
+           "versus_markdown",
            "noise_sentences", "PAIRED_COLUMNS", "POWER", "SEEDS_SHOWN", "ACCURACY_RANGE", "CLIP_MARK", "SEEDS_COLUMN",
            "COLUMNS", "SETTING", "STAT_COLUMNS", "SUMMARY_COLUMNS", "TABLE_CSV_COLUMNS", "COMPARISON_COLUMNS",
            "COLLAPSE_COLUMNS", "PROBLEM_COLUMNS", "NOT_APPLICABLE", "STATUS_ORDER", "KEY_FIELDS", "RECIPE_KNOBS",
