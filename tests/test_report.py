@@ -439,6 +439,18 @@ def test_no_gap_past_what_accuracies_allow_is_offered_as_detectable(tmp_path):
                              "between 0% and 100%.")
 
 
+
+def test_one_detectable_gap_is_said_once_when_every_column_has_the_same_spread(tmp_path):
+    runs = tmp_path / "runs"
+    for target in (0.5, 0.6):
+        for seed, d in enumerate((1.0, 2.0), start=1):
+            write_run(runs, config("gmp", target, seed), "completed", 0.90)
+            write_run(runs, config("fggp", target, seed), "completed", 0.90 + d / 100)
+    (sentence,) = noise_sentences(load_results(runs))
+    g = detectable_gap(1.0, 2) * math.sqrt(0.5)
+    assert sentence.endswith(f"The smallest gap 2 seeds separate with 80% power at the observed spread is {g:.2f} pp "
+                             "(tiny · 50%).")
+
 def _unequal_seed_runs(runs: Path) -> Path:
     """fggp with 8 seeds, gmp with 3, at 90%: on seeds 1-3 gmp is 1 pp ahead every time, but fggp's seeds 4-8
     (95%) put its own mean (93.5%) above gmp's (92%). At 80% the two share one seed only."""

@@ -105,7 +105,7 @@ def noise_sentence(c: pd.DataFrame, ns: pd.Series) -> str:
             return text
         text += (f" The smallest gap {who} separate with {100 * POWER:g}% power at the observed spread is "
                  f"{low['detectable_gap_pct']:.2f} pp ({where})")
-        if len(spread) > 1:
+        if len(spread) > 1 and f"{high['detectable_gap_pct']:.2f}" != f"{low['detectable_gap_pct']:.2f}":
             widest = column_title(tuple(high[SETTING]))
             text += (f", {high['detectable_gap_pct']:.2f} pp at the widest ({widest})"
                      if high["detectable_gap_pct"] <= MAX_GAP else
