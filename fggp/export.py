@@ -36,6 +36,7 @@ from . import __version__
 from .data import dataset_info
 from .models import build_model
 from .models.flops import _takes_ids
+from .provenance import source_digest
 from .sparse import FILENAME as SPARSE_FILE
 from .sparse import (dense_bytes, fold_masks, is_nm, load_sparse, model_metadata, quiet_sparse_warnings, read_header,
                      save_sparse)
@@ -368,7 +369,7 @@ def export_run(run_dir, out_dir=None, *, batch_sizes=(1, 64, 256), repeats: int 
                       "does by chance); a 2:4 kernel computes at 50% density whatever the mask keeps",
                       "2:4 semi-structured kernels are used on CUDA only, and are untested where this was written "
                       "(no GPU)"],
-            "versions": {"fggp": __version__, "torch": torch.__version__},
+            "versions": {"fggp": __version__, "fggp_source": source_digest(), "torch": torch.__version__},
             "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         staged[JSON_FILE] = _write_tmp(out_dir, JSON_FILE,

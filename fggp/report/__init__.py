@@ -57,11 +57,12 @@ from .tables import (SEEDS_COLUMN, SIZE_LEGEND, TABLE_LEGEND, collapse_markdown,
                      problems_markdown, runs_markdown, seeds_text, setup_sections, size_speed_markdown)
 from .versus import (SUBJECT, each_markdown, each_sentence, recipes_of, resolve_subject, subject_markdown,
                      subject_vs_best, subject_vs_each, versus_markdown)
-from .views import PROBLEM_COLUMNS, not_applicable, overview, problems, runs_view, short_id
+from .views import (PROBLEM_COLUMNS, code_sentence, code_versions, not_applicable, overview, problems, runs_view,
+                    short_id)
 
 __all__ = ["load_results", "summary", "t_interval", "paired_comparison", "comparisons", "adjust_for_columns",
            "paper_tables", "average_rank", "collapsed_layers", "layer_collapse", "problems", "not_applicable",
-           "runs_view", "overview", "setups", "plot_accuracy_vs_sparsity", "markdown_table", "setup_sections",
+           "runs_view", "overview", "code_versions", "code_sentence", "setups", "plot_accuracy_vs_sparsity", "markdown_table", "setup_sections",
            "comparisons_markdown", "paired_columns", "collapse_markdown", "problems_markdown", "runs_markdown",
            "not_applicable_markdown", "report_markdown", "write_report", "format_cell", "column_title",
            "column_runs", "accuracy_by_seed", "short_id", "plot_accuracy_vs_flops", "size_speed",

@@ -72,8 +72,35 @@ def runs_view(df: pd.DataFrame) -> pd.DataFrame:
     return view
 
 
+def code_versions(df: pd.DataFrame) -> dict:
+    """Completed runs per digest of the fggp source that made them (``versions.fggp_source``; None: a run made
+    before the digest was recorded), most runs first."""
+    done = df[df["status"] == "completed"] if len(df) else df
+    counts: dict = {}
+    for v in (done["versions"] if "versions" in done else []):
+        key = v.get("fggp_source") if isinstance(v, dict) else None
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] is None, str(kv[0]))))
+
+
+def code_sentence(df: pd.DataFrame) -> str:
+    """Said when the completed runs were made by more than one version of the fggp source (or some before it was
+    recorded): a difference between them may come from the code, not the recipe. Empty otherwise."""
+    counts = code_versions(df)
+    recorded = [k for k in counts if k is not None]
+    if len(recorded) < 2 and not (recorded and None in counts):
+        return ""
+    parts = [f"{k} ({n} run{'s' * (n != 1)})" for k, n in counts.items() if k is not None]
+    if None in counts:
+        parts.append(f"not recorded ({counts[None]} run{'s' * (counts[None] != 1)} made before the digest was)")
+    return (f"The completed runs were made by {len(recorded)} version{'s' * (len(recorded) != 1)} of the fggp "
+            f"source (versions.fggp_source: {', '.join(parts)}): a gap between runs of different code may come "
+            "from the code, not the recipe.")
+
+
 def overview(df: pd.DataFrame) -> str:
-    """One line of counts per status, saying plainly when nothing completed and what to run."""
+    """One line of counts per status, saying plainly when nothing completed and what to run, and when the
+    completed runs were made by different versions of the code (``code_sentence``)."""
     if len(df) == 0:
         return f"No runs found, so no completed runs yet: {NO_RUNS_HINT}."
     counts = df["status"].value_counts()
@@ -83,4 +110,5 @@ def overview(df: pd.DataFrame) -> str:
     runs = f"{len(df)} run{'s' if len(df) != 1 else ''}"
     if counts.get("completed", 0) == 0:
         return f"No completed runs yet ({runs}: {parts}): {NO_RUNS_HINT}."
-    return f"{runs}: {parts}."
+    code = code_sentence(df)
+    return f"{runs}: {parts}." + (f" {code}" if code else "")

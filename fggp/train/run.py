@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from .. import __version__, faults
 from ..data import DeviceLoader, load_dataset, with_train_subset, with_validation
 from ..models import build_model, flops
+from ..provenance import source_digest
 from ..pruning import NonFiniteScores, Pruner
 from .checkpoint import (check_out_dir, jsonl_bytes, load_checkpoint, metrics_problem, read_result, result_problem,
                          save_checkpoint, write_json, write_metrics, write_result)
@@ -438,8 +439,8 @@ class _Trainer:
             "wall_seconds": self.elapsed,
             "device": _device_name(self.device),
             "runtime": self.runtime,
-            "versions": {"fggp": __version__, "torch": torch.__version__, "torchvision": torchvision_version(),
-                         "python": platform.python_version()},
+            "versions": {"fggp": __version__, "fggp_source": source_digest(), "torch": torch.__version__,
+                         "torchvision": torchvision_version(), "python": platform.python_version()},
             "seed": c.seed,
             "config": c.to_dict(),
             "recipe": self.pruner.recipe.to_dict(),
