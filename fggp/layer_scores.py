@@ -21,25 +21,22 @@ from torch import nn
 
 from .data import DATASETS, SHAPES, DeviceLoader, load_dataset
 from .models import MODELS, build_model
+from .parameters import check_parameters
 from .pruning.masks import prunable_parameters
 from .pruning.selection import get_order, pool_size, select_prune
 from .pruning.validate import in_range, one_of
 
 DEFAULT_ORDERS = ("magnitude", "gradient", "gradient_first", "magnitude_first", "taylor")
-# Notebook 01's parameters (its tagged cell, in order; tests/test_layer_scores.py holds them equal), and the
-# names its own cells assign, which a second Run All in the same kernel finds already there.
+# Notebook 01's parameters (its tagged cell, in order; tests/test_layer_scores.py holds them equal).
 NOTEBOOK_PARAMETERS = ("arch", "dataset", "layer", "warmup_steps", "checkpoint", "sparsity", "rate", "rates", "seed",
                        "device", "data_dir", "plugins")
-NOTEBOOK_NAMES = ("model", "grads", "masks", "scores", "sets")
 
 
 def check_notebook(namespace: dict) -> None:
     """Notebook 01's parameters, checked in its first cell after them, before any data loads: a name that is
     not a parameter (papermill's ``-p rates_ 0.3``) and every value, each error one line naming the parameter.
     """
-    from .viz.runs import check_parameters
-
-    check_parameters(namespace, NOTEBOOK_PARAMETERS, defined_later=NOTEBOOK_NAMES)
+    check_parameters(namespace, NOTEBOOK_PARAMETERS)
     check_layer_parameters(**{name: namespace[name] for name in NOTEBOOK_PARAMETERS})
 
 

@@ -234,7 +234,7 @@ def test_notebook_parameters_are_checked_by_name_and_value(tmp_path):
     check_notebook(namespace)
     with pytest.raises(ValueError, match=r"^rates_: not a parameter of this notebook \(did you mean rates\?\); "
                                          r"its parameters are arch, "):
-        check_notebook({**good, "rates_": 0.3})
+        check_notebook({**good, "rates_": 0.3, "In": ["", "arch = 'tiny'", "# Parameters\nrates_ = 0.3\n"]})
     run_dir, _ = pruned_run(tmp_path)
     for field, value in [("arch", "alexnet"), ("dataset", "imagenet"), ("layer", "features.99"), ("sparsity", 1.5),
                          ("rate", 0), ("rates", []), ("rates", [0.5, 2]), ("warmup_steps", -1), ("seed", 0.5),
@@ -427,8 +427,9 @@ def test_notebook_is_committed_without_outputs():
 @pytest.mark.parametrize("module, notebook", [("fggp.layer_scores", "01_layer_scores.ipynb"),
                                               ("fggp.viz.runs", "02_cifar10_run.ipynb")])
 def test_notebook_parameter_lists_match_the_notebooks(module, notebook):
-    """The names the parameter check accepts are the parameters cell's, in order, and the names the other cells
-    assign (which a second Run All finds in the kernel): a new parameter or variable cannot be forgotten."""
+    """The names the parameter check accepts are the parameters cell's, in order: a new parameter cannot be
+    forgotten. The other cells' variables need no list: the check reads papermill's injected cell, not the
+    namespace a second Run All fills."""
     import ast
     import importlib
 
@@ -442,5 +443,4 @@ def test_notebook_parameter_lists_match_the_notebooks(module, notebook):
 
     assigned = [names(src) for src in code]
     assert assigned[0] == list(mod.NOTEBOOK_PARAMETERS)
-    assert {name for names in assigned[1:] for name in names} == set(mod.NOTEBOOK_NAMES)
     assert "check_" in code[1]  # the check is in the first cell after the parameters

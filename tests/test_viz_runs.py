@@ -205,24 +205,24 @@ def test_config_view_shows_the_rate_the_recipe_resolves(run_dir):
     assert "rate=0.3," in config_view({**config, "rate": 0.3}).loc["pruning", "settings"]
 
 
-def test_check_parameters_refuses_a_name_the_notebook_does_not_have():
+def test_notebook_02_refuses_a_name_papermill_injected_that_it_does_not_have():
+    """The check notebooks 01, 02 and 03 share (fggp.parameters): papermill's injected cell is read from ``In``,
+    so a misspelt -p is refused and the variables of a second Run All in the same kernel are not."""
     import math
 
-    from fggp.viz.runs import NOTEBOOK_NAMES, NOTEBOOK_PARAMETERS, check_parameters, notebook_config
+    from fggp.viz.runs import NOTEBOOK_PARAMETERS, check_notebook, notebook_config
 
     params = {name: None for name in NOTEBOOK_PARAMETERS}
-    namespace = {**params, "In": [""], "Out": {}, "get_ipython": print, "exit": None, "quit": None, "_i1": "x",
-                 "math": math, "Path": Path, "run": run, "PAPERMILL_INPUT_PATH": "02.ipynb"}
-    check_parameters(dict(namespace), NOTEBOOK_PARAMETERS, NOTEBOOK_NAMES)
+    namespace = {**params, "In": ["", "arch = 'tiny'"], "Out": {}, "get_ipython": print, "math": math}
+    check_notebook(dict(namespace))
     with pytest.raises(ValueError, match=r"^epoch: not a parameter of this notebook \(did you mean epochs\?\); its "
                                          r"parameters are arch, batch_size, "):
-        check_parameters({**namespace, "epoch": 1}, NOTEBOOK_PARAMETERS, NOTEBOOK_NAMES)
-    with pytest.raises(ValueError, match=r"^sparsity: not a parameter"):  # a fresh kernel: 02's own later names too
-        check_parameters({**namespace, "sparsity": 0.9}, NOTEBOOK_PARAMETERS, NOTEBOOK_NAMES)
-    rerun = {**namespace}
-    check_parameters(rerun, NOTEBOOK_PARAMETERS, NOTEBOOK_NAMES)
+        check_notebook({**namespace, "epoch": 1, "In": ["", "arch = 'tiny'", "# Parameters\nepoch = 1\n"]})
+    with pytest.raises(ValueError, match=r"^sparsity: not a parameter"):  # 02's own later names are no parameters
+        check_notebook({**namespace, "In": ["", "arch = 'tiny'", "# Parameters\nsparsity = 0.9\n"]})
+    rerun = {**namespace, "In": ["", "arch = 'tiny'", "# Parameters\nepochs = 2\n", "config = 1"]}
     rerun.update(config=1, result={}, sparsity=object())  # a second Run All in the same kernel
-    check_parameters(rerun, NOTEBOOK_PARAMETERS, NOTEBOOK_NAMES)
+    check_notebook(rerun)
     with pytest.raises(ValueError, match=r"^extra_config: 3 must be a mapping"):
         notebook_config(3, arch="tiny")
     with pytest.raises(ValueError, match=r"^extra_config: 'epochs' is also a parameter of this notebook"):

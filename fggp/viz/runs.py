@@ -8,10 +8,8 @@ nothing is shown by side effect, and a loop over many runs leaks no open figures
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,48 +18,24 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..models import build_model
+from ..parameters import check_parameters
 from ..pruning import cubic_sparsity, get_recipe
 from ..train.checkpoint import atomic_write
 
 TRAIN_COLOR, TEST_COLOR = "tab:blue", "tab:orange"
 BEST_LABEL = "best test acc (max over epochs, optimistic)"
 # Notebook 02's parameters (its tagged cell, in order: the RunConfig fields fggp.executors passes by name, then
-# out_dir and extra_config; tests hold them equal) and the names its own cells assign.
+# out_dir and extra_config; tests hold them equal).
 NOTEBOOK_PARAMETERS = ("arch", "dataset", "recipe", "target_sparsity", "initial_sparsity", "rate", "epochs",
                        "batch_size", "lr", "prune_start_epoch", "prune_end_epoch", "prune_every", "seed", "device",
                        "data_dir", "deterministic", "out_dir", "extra_config")
-NOTEBOOK_NAMES = ("config", "run_dir", "result", "curves", "sparsity", "density", "saved")
-IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open",
-                           "PAPERMILL_INPUT_PATH", "PAPERMILL_OUTPUT_PATH"})  # papermill --inject-paths
-_CHECKED = "_fggp_parameters_checked"
-
-
-def check_parameters(namespace: dict, expected, defined_later=()) -> None:
-    """Refuse any name in a notebook's namespace that is not one of its ``expected`` parameters, in one line
-    naming it: papermill injects ``-p epoch 1`` (for ``epochs``) as a new variable and only warns, so the
-    run would go on with every default. Call it in the notebook's first cell after the parameters.
-
-    Names starting with "_", modules, functions, classes, IPython's own (In, Out, get_ipython, exit,
-    quit, open) and papermill's ``--inject-paths`` variables pass. ``defined_later``, the names the notebook's own cells assign, pass only once this
-    check has passed in the kernel (a second Run All finds them there); in a fresh kernel, as papermill
-    starts, they are typos like any other (``-p sparsity 0.9`` in notebook 02).
-    """
-    expected = set(expected)
-    allowed = expected | IPYTHON_NAMES | (set(defined_later) if namespace.get(_CHECKED) else set())
-    unknown = sorted(name for name, value in namespace.items()
-                     if name not in allowed and not name.startswith("_") and not callable(value)
-                     and not isinstance(value, types.ModuleType))
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], sorted(expected), n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ValueError(f"{unknown[0]}: not a parameter of this notebook{hint}; its parameters are "
-                         f"{', '.join(sorted(expected))}")
-    namespace[_CHECKED] = True
 
 
 def check_notebook(namespace: dict) -> None:
-    """Notebook 02's parameter names (``check_parameters`` with its own lists), in its first cell after them."""
-    check_parameters(namespace, NOTEBOOK_PARAMETERS, defined_later=NOTEBOOK_NAMES)
+    """Notebook 02's parameters (``fggp.parameters.check_parameters``), in its first cell after them: papermill's
+    ``-p epoch 1`` (for ``epochs``) is injected as a new variable and only warned about, so the run would go on
+    with every default; here it is one line naming it."""
+    check_parameters(namespace, NOTEBOOK_PARAMETERS)
 
 
 def notebook_config(extra_config, **parameters):
@@ -448,7 +422,6 @@ def save_figures(run_dir, figures: dict[str, Figure], dpi: int = 120) -> dict[st
 
 
 __all__ = ["RunRecord", "load_run", "run_title", "config_view", "EpochLog", "epoch_header", "epoch_line",
-           "summary_line", "check_parameters", "check_notebook", "notebook_config", "NOTEBOOK_PARAMETERS",
-           "NOTEBOOK_NAMES",
+           "summary_line", "check_notebook", "notebook_config", "NOTEBOOK_PARAMETERS",
            "plot_training_curves", "plot_sparsity", "plot_layer_density", "result_table",
            "save_figures", "scheduled_curve", "BEST_LABEL"]
