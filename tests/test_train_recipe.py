@@ -186,7 +186,7 @@ def test_a_2_4_run_ends_with_every_group_at_2_of_4_and_its_export_says_so(tmp_pa
 def test_pattern_fields_are_checked_before_any_data():
     from fggp.pruning import Infeasible
 
-    with pytest.raises(ValueError, match="^target_sparsity: 0.9 is not where pattern 2:4 ends"):
+    with pytest.raises(ValueError, match=r"^target_sparsity: 0.9 is not 0.5, where pattern '2:4' ends \(1 - N/M\)"):
         RunConfig(**QUICK, recipe="fggp", pattern="2:4")
     with pytest.raises(ValueError, match="^pattern: '2:4' groups 4 consecutive weights of a row, but layer features.0"):
         RunConfig(**QUICK, recipe="fggp", pattern="2:4", target_sparsity=0.5)  # tiny's first conv: rows of 27

@@ -25,7 +25,7 @@ import torch
 from ..data import DATASETS, SHAPES, dataset_info
 from ..models import MODELS, build_model
 from ..pruning import RECIPES, check_feasible, floor_counts, get_order, get_recipe, initial_counts, prunable_parameters
-from ..pruning.pattern import check_layers, pattern_sparsity
+from ..pruning.pattern import check_layers, pattern_sparsity, pattern_target
 from ..pruning.validate import Infeasible, at_least, in_range, one_of
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -365,17 +365,12 @@ def knob_applies(recipe: str, knob: str) -> bool:
 def _check_pattern(c: "RunConfig") -> None:
     """An N:M run ends at 1 - N/M exactly: another target is refused rather than replaced, and a recipe that
     cannot keep its groups (regrowth, floors) makes the point not applicable."""
-    sparsity = pattern_sparsity(c.pattern)  # a malformed pattern is an error ...
+    pattern_sparsity(c.pattern)  # a malformed pattern is an error ...
     try:
         get_recipe(c.recipe, pattern=c.pattern)
     except ValueError as err:  # ... a recipe that cannot hold groups (GraNet's regrowth, Global MP's floors) is n/a
         raise Infeasible(f"{str(err).splitlines()[0]} (recipe {c.recipe})") from None
-    if abs(c.target_sparsity - sparsity) > 1e-9:
-        raise ValueError(f"target_sparsity: {c.target_sparsity:g} is not where pattern {c.pattern} ends "
-                         f"({sparsity:g} = 1 - N/M); set target_sparsity={sparsity:g}")
-    if c.initial_sparsity:
-        raise ValueError(f"initial_sparsity: {c.initial_sparsity:g} with pattern {c.pattern}: an N:M run starts dense "
-                         f"(set initial_sparsity=0)")
+    pattern_target(c.pattern, c.target_sparsity, c.initial_sparsity)  # the Pruner's own check, in its words
 
 
 def _integer(name, value, low):
