@@ -23,7 +23,8 @@ import tempfile
 from pathlib import Path
 
 from .executors import RECORDED_FILE
-from .train.checkpoint import _umask, check_out_dir, epochs_done, metrics_problem, read_result, result_problem, write_json
+from .train.checkpoint import (_umask, check_out_dir, has_training, metrics_problem, read_result, result_problem,
+                               write_json)
 
 RUN_RECORDS = ("result.json", "config.json", "metrics.jsonl", "export/export.json")
 SWEEP_FILE = "sweep.json"
@@ -145,8 +146,7 @@ def _record_problem(record: Path, run_id: str) -> str | None:
 
 def _trained_here(run_dir: Path) -> bool:
     """Whether this sweep's folder has anything of the run worth keeping: a result or training done."""
-    return run_dir.is_dir() and (read_result(run_dir) is not None or (run_dir / "checkpoint.pt").exists()
-                                 or epochs_done(run_dir) > 0)
+    return run_dir.is_dir() and (read_result(run_dir) is not None or has_training(run_dir))
 
 
 def seed_runs(records, run_ids, runs_dir, log=print) -> dict:

@@ -37,7 +37,7 @@ from .executors import (ERROR_FILE, EXECUTORS, KERNEL, NOTEBOOKS, RUN_NOTEBOOK, 
 from .pruning import RECIPES, Infeasible
 from .records import check_records, record_for, seed_runs
 from .train import RunConfig
-from .train.checkpoint import check_out_dir, epochs_done, read_result, write_json
+from .train.checkpoint import check_out_dir, epochs_done, has_training, read_result, write_json
 from .train.config import identity_of, knob_applies, run_id_of
 
 REPORT_NOTEBOOK = NOTEBOOKS / "03_aggregate_results.ipynb"
@@ -372,7 +372,7 @@ def point_status(run_dir: Path) -> tuple[str, int, str]:
             reason = f"{reason}; last attempt: {_first_line(run_dir / ERROR_FILE)}" if reason else \
                 _first_line(run_dir / ERROR_FILE)
         return ("failed" if state == "failed" else state), epochs, reason
-    return ("interrupted" if epochs or (run_dir / "checkpoint.pt").exists() else "pending"), epochs, ""
+    return ("interrupted" if has_training(run_dir) else "pending"), epochs, ""
 
 
 def _first_line(path: Path) -> str:

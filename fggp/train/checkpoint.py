@@ -168,6 +168,12 @@ def epochs_done(run_dir: Path) -> int:
         return 0
 
 
+def has_training(run_dir: Path) -> bool:
+    """Whether a run directory holds any training: a finished epoch or a checkpoint (what tells an
+    interrupted point from a pending one, and a run worth keeping from an empty folder)."""
+    return epochs_done(run_dir) > 0 or (Path(run_dir) / CHECKPOINT).exists()
+
+
 def save_checkpoint(run_dir: Path, state: dict) -> None:
     run_dir = Path(run_dir)
     latest = run_dir / CHECKPOINT
